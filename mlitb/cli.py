@@ -1,0 +1,80 @@
+"""The `mlitb` command: one sub-command per thing a person does.
+
+Each command is a thin function that parses nothing itself and calls into the
+part that does the work, so the parts stay usable from Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mlitb import __version__
+
+DEFAULT_DATA_DIR = os.environ.get("MLITB_DATA_DIR", os.path.join(os.getcwd(), "var"))
+DEFAULT_REDIS_URL = os.environ.get("MLITB_REDIS_URL") or None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlitb", description="Machine learning in the browser, served from Python.")
+    parser.add_argument("--version", action="version", version=f"mlitb {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the master and the data server (the whole system)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="master port (default 8000)")
+    serve.add_argument("--data-port", type=int, default=8001, help="data server port (default 8001)")
+    serve.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where state lives with the file store")
+    serve.add_argument("--redis", default=DEFAULT_REDIS_URL, metavar="URL", help="use Redis as the store")
+    serve.add_argument("--workers", type=int, default=0, metavar="N", help="also start N local Python workers")
+    serve.set_defaults(run="mlitb.master.serve:run")
+
+    worker = commands.add_parser("worker", help="join a project as a headless Python worker")
+    worker.add_argument("--master", required=True, metavar="URL", help="the master's URL, e.g. http://host:8000")
+    worker.add_argument("--project", metavar="ID", help="project id (default: the master's default project)")
+    worker.add_argument("--threads", type=int, default=1, help="trainer connections in this process")
+    worker.set_defaults(run="mlitb.worker.run:run")
+
+    data = commands.add_parser("data", help="the data server and its datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_serve = data_commands.add_parser("serve", help="run the data server alone")
+    data_serve.add_argument("--host", default="127.0.0.1")
+    data_serve.add_argument("--port", type=int, default=8001)
+    data_serve.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    data_serve.add_argument("--redis", default=DEFAULT_REDIS_URL, metavar="URL")
+    data_serve.set_defaults(run="mlitb.data.server:run")
+    data_add = data_commands.add_parser("add", help="upload a zipped image dataset")
+    data_add.add_argument("zip", help="zip whose sub-directory names are the class labels")
+    data_add.add_argument("--server", default="http://127.0.0.1:8001", metavar="URL")
+    data_add.add_argument("--name")
+    data_add.add_argument("--size", metavar="WxH", help="resize every image (default: the first image's size)")
+    data_add.add_argument("--channels", type=int, choices=(1, 3))
+    split = data_add.add_mutually_exclusive_group()
+    split.add_argument("--test-zip", metavar="ZIP", help="a separate zip for the test split")
+    split.add_argument("--holdout", type=float, metavar="FRACTION", help="hold out this fraction for testing")
+    data_add.set_defaults(run="mlitb.data.upload:run")
+
+    predict = commands.add_parser("predict", help="classify images with a research closure")
+    predict.add_argument("closure", help="closure JSON file")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--top", type=int, default=3)
+    predict.set_defaults(run="mlitb.predict:run")
+
+    export = commands.add_parser("export", help="convert a research closure to another format")
+    export.add_argument("closure", help="closure JSON file")
+    export.add_argument("--format", choices=("convnetjs",), default="convnetjs")
+    export.add_argument("-o", "--output", help="output file (default: standard output)")
+    export.set_defaults(run="mlitb.export:run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = args.run.split(":")
+    module = __import__(module_name, fromlist=[func_name])
+    return int(getattr(module, func_name)(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
