@@ -1,0 +1,210 @@
+"""The data server's HTTP face: a thin Starlette layer over catalog, ingest and shards.
+
+Built by `create_data_app(store, admin_token, ...)` with no globals, so the
+master can mount it in its own process and tests can run it on any store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive
+
+from mlitb.data import catalog
+from mlitb.data.archive import ZipInput
+from mlitb.data.errors import DataError
+from mlitb.data.ingest import DEFAULT_SHARD_SIZE
+from mlitb.data.limits import Limits
+from mlitb.data.options import parse_options
+from mlitb.store import Store, StoreUnavailable
+
+SHARD_CACHE_CONTROL = "public, max-age=31536000, immutable"
+log = logging.getLogger("mlitb.data")
+
+
+def create_data_app(
+    store: Store,
+    admin_token: str | None,
+    *,
+    limits: Limits = Limits(),
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    cors_origins: Sequence[str] = ("*",),
+    bootstrap: bool = True,
+) -> Starlette:
+    """The data server on `store`. The caller owns the store (opens and closes it).
+
+    `admin_token` guards POST and DELETE (None refuses them all). With
+    `bootstrap`, startup ingests the shipped MNIST into an empty store
+    (`catalog.ensure_shipped_datasets`); a master that mounts this app inside
+    its own should call that function itself, since Starlette does not run a
+    mounted app's lifespan.
+    """
+
+    async def list_datasets(request: Request) -> Response:
+        manifests = await catalog.list_datasets(store)
+        return JSONResponse({"datasets": [manifest.to_dict() for manifest in manifests]})
+
+    async def get_dataset(request: Request) -> Response:
+        raw = await catalog.get_manifest_bytes(store, request.path_params["dataset"])
+        if raw is None:
+            raise _no_dataset(request.path_params["dataset"])
+        return Response(raw, media_type="application/json")
+
+    async def get_shard(request: Request) -> Response:
+        dataset_id, shard_id = request.path_params["dataset"], request.path_params["shard"]
+        manifest = await catalog.get_manifest(store, dataset_id)
+        if manifest is None:
+            raise _no_dataset(dataset_id)
+        if shard_id not in manifest.shard_ids:
+            raise DataError(f"dataset {dataset_id!r} has no shard {shard_id!r}: see its manifest", status=404)
+        headers = {"ETag": f'"{shard_id}"', "Cache-Control": SHARD_CACHE_CONTROL}
+        if _etag_matches(request.headers.get("if-none-match"), shard_id):
+            return Response(status_code=304, headers=headers)
+        blob = await catalog.get_shard(store, shard_id)
+        if blob is None:
+            raise DataError(f"shard {shard_id!r} is missing from the store", status=404)
+        return Response(blob, media_type="application/zip", headers=headers)
+
+    async def upload(request: Request) -> Response:
+        _require_admin(request, admin_token)
+        content_length = request.headers.get("content-length")
+        if content_length and content_length.isdigit() and int(content_length) > limits.max_upload_bytes:
+            raise _too_large(limits)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise DataError("send a multipart/form-data body with the zip in a file field named 'train'")
+        options = parse_options(request.query_params, shard_size)
+        limited = Request(request.scope, _limit_body(request.receive, limits))
+        try:
+            form = await limited.form(max_files=2, max_fields=0)
+        except (MultiPartException, HTTPException) as exc:
+            message = getattr(exc, "message", None) or getattr(exc, "detail", "")
+            raise DataError(
+                f"the upload is not a valid multipart form ({message}): send file fields 'train' and "
+                "optionally 'test', and the options in the query string"
+            ) from exc
+        try:
+            train, test = form.get("train"), form.get("test")
+            if not isinstance(train, UploadFile):
+                raise DataError("the form has no file field named 'train': send the training zip in it")
+            if isinstance(test, UploadFile) and "holdout" in request.query_params:
+                raise DataError("give either a 'test' zip or holdout, not both")
+            manifest = await catalog.ingest_and_save(
+                store,
+                ZipInput(train.file, train.filename or "train.zip"),
+                ZipInput(test.file, test.filename or "test.zip") if isinstance(test, UploadFile) else None,
+                options,
+                limits,
+            )
+        finally:
+            await form.close()
+        return JSONResponse(manifest.to_dict(), status_code=201)
+
+    async def delete_dataset(request: Request) -> Response:
+        _require_admin(request, admin_token)
+        dataset_id = request.path_params["dataset"]
+        if not await catalog.delete_dataset(store, dataset_id):
+            raise _no_dataset(dataset_id)
+        return Response(status_code=204)
+
+    async def healthz(request: Request) -> Response:
+        await store.ping()
+        return JSONResponse({"ok": True})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if bootstrap:
+            await catalog.ensure_shipped_datasets(store, limits=limits)
+        yield
+
+    routes = [
+        Route("/datasets", list_datasets, methods=["GET"]),
+        Route("/datasets", upload, methods=["POST"]),
+        Route("/datasets/{dataset}", get_dataset, methods=["GET"]),
+        Route("/datasets/{dataset}", delete_dataset, methods=["DELETE"]),
+        Route("/datasets/{dataset}/shards/{shard}", get_shard, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+            expose_headers=["ETag"],
+            max_age=3600,
+        )
+    ]
+    handlers = {DataError: _data_error, StoreUnavailable: _store_unavailable, HTTPException: _http_error}
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
+
+
+def _etag_matches(header: str | None, shard_id: str) -> bool:
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")]
+    return "*" in tags or shard_id in tags
+
+
+def _require_admin(request: Request, admin_token: str | None) -> None:
+    if admin_token is None:
+        raise DataError("this data server has no admin token configured (set MLITB_ADMIN_TOKEN)", status=403)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise DataError("this needs the admin token: send 'Authorization: Bearer TOKEN'", status=401)
+    if not hmac.compare_digest(given.strip().encode(), admin_token.encode()):
+        raise DataError("wrong admin token", status=403)
+
+
+def _limit_body(receive: Receive, limits: Limits) -> Receive:
+    """`receive` that refuses a body longer than the limit, however it is framed."""
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limits.max_upload_bytes:
+            raise _too_large(limits)
+        return message
+
+    return limited
+
+
+def _too_large(limits: Limits) -> DataError:
+    return DataError(
+        f"the upload is larger than this server's limit of {limits.max_upload_bytes} bytes: "
+        "split the dataset or ask the operator to raise MLITB_MAX_UPLOAD_BYTES",
+        status=413,
+    )
+
+
+def _no_dataset(dataset_id: str) -> DataError:
+    return DataError(f"no dataset {dataset_id!r}: GET /datasets lists them", status=404)
+
+
+async def _data_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DataError)
+    if exc.status >= 400 and request.method == "POST":
+        log.info("upload refused (%d): %s", exc.status, exc.message)
+    return JSONResponse({"error": exc.message, "file": exc.file}, status_code=exc.status)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"the store is unavailable: {exc}", "file": None}, status_code=503)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": str(exc.detail), "file": None}, status_code=exc.status_code, headers=exc.headers)

@@ -1,0 +1,41 @@
+"""`mlitb data serve`: the data server alone, on its own port, on the configured store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+
+import uvicorn
+
+from mlitb.data.app import create_data_app
+from mlitb.data.limits import Limits
+from mlitb.store import StoreUnavailable, open_store
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted. Admin token from MLITB_ADMIN_TOKEN, else a fresh one printed once."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    token = os.environ.get("MLITB_ADMIN_TOKEN")
+    if not token:
+        token = secrets.token_urlsafe(18)
+        print(f"admin token (set MLITB_ADMIN_TOKEN to choose one): {token}", file=sys.stderr)
+    limits = Limits(max_upload_bytes=int(os.environ.get("MLITB_MAX_UPLOAD_BYTES", Limits.max_upload_bytes)))
+    try:
+        asyncio.run(_serve(args, token, limits))
+    except StoreUnavailable as exc:
+        print(f"mlitb data serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _serve(args: argparse.Namespace, token: str, limits: Limits) -> None:
+    store = await open_store(args.data_dir, args.redis)
+    try:
+        app = create_data_app(store, token, limits=limits)
+        await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).serve()
+    finally:
+        await store.close()
