@@ -33,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="join a project as a headless Python worker")
     worker.add_argument("--master", required=True, metavar="URL", help="the master's URL, e.g. http://host:8000")
     worker.add_argument("--project", metavar="ID", help="project id (default: the master's default project)")
-    worker.add_argument("--threads", type=int, default=1, help="trainer connections in this process")
+    worker.add_argument("--threads", type=int, default=1, help="trainer connections (one process each)")
+    worker.add_argument("--cache-dir", metavar="DIR", help="where shards are kept (default ~/.cache/mlitb)")
+    # Test knobs: make a real worker behave like a far-away client or a slow CPU.
+    worker.add_argument("--extra-latency-ms", type=float, default=0.0, help=argparse.SUPPRESS)
+    worker.add_argument("--slowdown", type=float, default=1.0, help=argparse.SUPPRESS)
     worker.set_defaults(run="mlitb.worker.run:run")
 
     data = commands.add_parser("data", help="the data server and its datasets")
