@@ -1,0 +1,195 @@
+// A classifier from ConvNetJS layer_defs, computed in batches over one heap.
+// Activations are interleaved (example, y, x, depth); conv is im2col + matmul.
+
+import { expand, SpecError } from "./spec.js";
+import { buildLayout, initParams, paramCount } from "./layout.js";
+import { openHeap } from "./heap.js";
+import { softmaxCrossEntropy } from "./loss.js";
+import { mulberry32 } from "./rng.js";
+
+export { SpecError };
+
+const ELEMENTWISE = new Set(["relu", "tanh", "sigmoid", "dropout"]);
+const OUTPUT_UNUSED_BY_BACKWARD = new Set(["conv", "fc", "pool"]);
+
+const needsCols = (l) => l.type === "conv" && !(l.sx === 1 && l.sy === 1 && l.stride === 1 && l.pad === 0);
+const windowSize = (l) => (l.type === "conv" ? l.sy * l.sx * l.inShape[2] : l.inSize);
+
+// Byte offsets of everything one chunk of `chunk` examples needs.
+function planMemory(layers, layout, chunk, base) {
+  let top = base;
+  const alloc = (floats) => { const at = top; top += Math.ceil(floats / 4) * 16; return at; };
+  const P = paramCount(layout);
+  const params = alloc(P), grads = alloc(P);
+  const first = layers.findIndex((l) => l.type === "conv" || l.type === "fc");
+  const steps = layers.map(() => ({}));
+  let dcolsSize = 0;
+  layers.forEach((layer, n) => {
+    const s = steps[n];
+    const inPlace = n > 0 && (ELEMENTWISE.has(layer.type) || layer.type === "softmax") && OUTPUT_UNUSED_BY_BACKWARD.has(layers[n - 1].type);
+    s.out = inPlace ? steps[n - 1].out : alloc(chunk * layer.outSize);
+    if (layer.type === "conv" || layer.type === "fc") {
+      const w = layout.find((b) => b.layer === n && b.kind === "weights");
+      s.weights = params + 4 * w.offset;
+      s.bias = s.weights + 4 * w.size;
+      s.dWeights = grads + 4 * w.offset;
+      s.dBias = s.dWeights + 4 * w.size;
+      s.weightsT = alloc(w.size);
+      s.rows = chunk * layer.outShape[0] * layer.outShape[1];
+      if (needsCols(layer)) {
+        s.cols = alloc(s.rows * windowSize(layer));
+        if (n > first) dcolsSize = Math.max(dcolsSize, s.rows * windowSize(layer));
+      }
+    }
+    if (layer.type === "pool") s.arg = alloc(chunk * layer.outSize);
+    if (layer.type === "dropout") s.mask = alloc(chunk * layer.outSize);
+  });
+  for (let n = layers.length - 2; n >= first; n--) {
+    steps[n].dout = ELEMENTWISE.has(layers[n + 1].type) ? steps[n + 1].dout : alloc(chunk * layers[n].outSize);
+  }
+  const dcols = alloc(dcolsSize);
+  return { params, grads, steps, first, dcols, bytes: top };
+}
+
+export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
+  const layers = expand(layerDefs);
+  const layout = buildLayout(layers);
+  const P = paramCount(layout);
+  const heap = await openHeap(simd);
+  const plan = planMemory(layers, layout, chunk, heap.base);
+  const k = heap.reserve(plan.bytes);
+  const { f } = k;
+  const { steps, first } = plan;
+  const last = layers.length - 1;
+  const inSize = layers[0].outSize, numClasses = layers[last].outSize;
+  const dropoutSizes = layers.filter((l) => l.type === "dropout").map((l) => l.outSize);
+
+  function loadParams(params) {
+    if (!params || params.length !== P) throw new Error(`params must have ${P} floats, got ${params?.length}`);
+    f.set(params, plan.params >> 2);
+    layers.forEach((layer, n) => {
+      if (layer.type === "conv" || layer.type === "fc") k.transpose(steps[n].weights, layer.outShape[2], windowSize(layer), steps[n].weightsT);
+    });
+  }
+
+  function checkBatch(x, n) {
+    if (!Number.isInteger(n) || n < 0) throw new Error(`n must be a non-negative integer, got ${n}`);
+    if (!x || x.length < n * inSize) throw new Error(`x must hold ${n}×${inSize} floats, got ${x?.length}`);
+  }
+
+  // Forward over examples [start, start+n) of the call; dropout draws from the call's one stream.
+  function forward(x, start, n, total, seed, training) {
+    f.set(x.subarray(start * inSize, (start + n) * inSize), steps[0].out >> 2);
+    let dropoutIndex = 0, drawn = 0;
+    for (let i = 1; i < last; i++) {
+      const layer = layers[i], s = steps[i], input = steps[i - 1].out, count = n * layer.outSize;
+      const [h, w, c] = layer.inShape, [oh, ow, od] = layer.outShape;
+      switch (layer.type) {
+        case "conv": {
+          if (s.cols) k.im2col(input, n, h, w, c, layer.sy, layer.sx, layer.stride, layer.pad, oh, ow, s.cols);
+          const K = windowSize(layer);
+          k.gemmNN(n * oh * ow, od, K, s.cols ?? input, K, s.weightsT, od, s.out, od, s.bias);
+          break;
+        }
+        case "fc":
+          k.gemmNN(n, od, layer.inSize, input, layer.inSize, s.weightsT, od, s.out, od, s.bias);
+          break;
+        case "pool":
+          k.poolForward(input, n, h, w, c, layer.sy, layer.sx, layer.stride, layer.pad, oh, ow, s.out, s.arg);
+          break;
+        case "relu": k.reluForward(input, s.out, count); break;
+        case "tanh": k.tanhForward(input, s.out, count); break;
+        case "sigmoid": k.sigmoidForward(input, s.out, count); break;
+        case "dropout": {
+          const size = dropoutSizes[dropoutIndex++];
+          if (training) {
+            const uniform = mulberry32(seed, drawn + start * size);
+            const p = layer.dropProb, keep = Math.fround(1 / (1 - p)), mask = s.mask >> 2;
+            for (let j = 0; j < count; j++) f[mask + j] = uniform() < p ? 0 : keep;
+            k.multiply(input, s.mask, s.out, count);
+          } else {
+            f.copyWithin(s.out >> 2, input >> 2, (input >> 2) + count);
+          }
+          drawn += total * size;
+          break;
+        }
+      }
+    }
+  }
+
+  function backward(n) {
+    for (let i = last - 1; i >= first; i--) {
+      const layer = layers[i], s = steps[i], dy = s.dout, input = steps[i - 1].out, count = n * layer.outSize;
+      const dx = i > first ? steps[i - 1].dout : 0;
+      const [h, w, c] = layer.inShape, [oh, ow, od] = layer.outShape;
+      switch (layer.type) {
+        case "conv":
+        case "fc": {
+          const rows = n * oh * ow, K = windowSize(layer), a = s.cols ?? input;
+          k.gemmTN(rows, od, K, dy, od, a, K, s.dWeights, K);
+          k.colSums(dy, rows, od, s.dBias);
+          if (!dx) break;
+          if (s.cols) {
+            k.gemmNN(rows, K, od, dy, od, s.weights, K, plan.dcols, K, 0);
+            k.col2im(plan.dcols, n, h, w, c, layer.sy, layer.sx, layer.stride, layer.pad, oh, ow, dx);
+          } else {
+            k.gemmNN(rows, K, od, dy, od, s.weights, K, dx, K, 0);
+          }
+          break;
+        }
+        case "pool": k.poolBackward(dy, s.arg, count, dx, n * layer.inSize); break;
+        case "relu": k.reluBackward(s.out, dy, dx, count); break;
+        case "tanh": k.tanhBackward(s.out, dy, dx, count); break;
+        case "sigmoid": k.sigmoidBackward(s.out, dy, dx, count); break;
+        case "dropout": k.multiply(dy, s.mask, dx, count); break;
+      }
+    }
+  }
+
+  function gradient(params, x, labels, n, { seed = 0 } = {}) {
+    checkBatch(x, n);
+    if (!labels || labels.length < n) throw new Error(`labels must hold ${n} integers, got ${labels?.length}`);
+    for (let e = 0; e < n; e++) {
+      const y = labels[e];
+      if (!Number.isInteger(y) || y < 0 || y >= numClasses) throw new Error(`labels must be in [0, ${numClasses}), got ${y} at ${e}`);
+    }
+    loadParams(params);
+    f.fill(0, plan.grads >> 2, (plan.grads >> 2) + P);
+    let lossSum = 0, correct = 0;
+    for (let start = 0; start < n; start += chunk) {
+      const m = Math.min(chunk, n - start);
+      forward(x, start, m, n, seed, true);
+      const r = softmaxCrossEntropy(f, steps[last - 1].out, steps[last].out, m, numClasses, labels, steps[last - 1].dout, start);
+      lossSum += r.lossSum;
+      correct += r.correct;
+      backward(m);
+    }
+    return { gradSum: f.slice(plan.grads >> 2, (plan.grads >> 2) + P), count: n, lossSum, correct };
+  }
+
+  function predict(params, x, n) {
+    checkBatch(x, n);
+    loadParams(params);
+    const probs = new Float32Array(n * numClasses);
+    for (let start = 0; start < n; start += chunk) {
+      const m = Math.min(chunk, n - start);
+      forward(x, start, m, n, 0, false);
+      const out = steps[last].out;
+      softmaxCrossEntropy(f, steps[last - 1].out, out, m, numClasses, null, 0);
+      probs.set(f.subarray(out >> 2, (out >> 2) + m * numClasses), start * numClasses);
+    }
+    return probs;
+  }
+
+  return {
+    backend: heap.kind,
+    layers,
+    layout,
+    paramCount: P,
+    numClasses,
+    inputShape: [...layers[0].outShape],
+    initParams: (seed) => initParams(layers, layout, seed),
+    gradient,
+    predict,
+  };
+}
