@@ -1,0 +1,303 @@
+"""One trainer connection: hello, shards, then a gradient per iteration, for as long as it runs.
+
+The connection is the unit the master schedules, so everything here serves
+one rule: answer each `work` before its deadline, and never hold up the
+socket. Downloads and compute run beside the receive loop (compute in a
+thread), each fed through a one-slot mailbox so that a newer `assign` or
+`work` replaces one not yet started. When the master goes away the trainer
+reconnects with exponential backoff and full jitter (so a restarted master is
+not hit by every worker at once) and reports the shards it still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from mlitb import __version__
+from mlitb.data.shards import Shard
+from mlitb.model import Net
+from mlitb.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode, f32_array, result_frame
+from mlitb.worker.compute import Examples, Normalization, WorkResult, compute, gather
+from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
+from mlitb.worker.status import Progress
+
+T = TypeVar("T")
+MAX_FRAME_BYTES = 256 * 2**20
+WELCOME_TIMEOUT_S = 30.0
+FATAL_CODES = ("protocol_version", "unknown_project")
+
+
+class FatalError(Exception):
+    """The master refused this worker for a reason retrying cannot fix."""
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    """How one trainer connection behaves; the last two are test knobs."""
+
+    master_url: str
+    project: str | None = None
+    cache_dir: Path = DEFAULT_DIR
+    slot: int = 0
+    batch_size: int = 32
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    extra_latency_ms: float = 0.0  # delay before each result: a far-away client
+    slowdown: float = 1.0  # compute this many times slower: a slow CPU
+
+
+def websocket_url(master_url: str) -> str:
+    """`http://host:8000` → `ws://host:8000/ws` (https → wss); ws URLs pass through."""
+    parts = urlsplit(master_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"the master URL must start with http://, https://, ws:// or wss://, got {master_url!r}")
+    path = parts.path if parts.path.endswith("/ws") else parts.path.rstrip("/") + "/ws"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max, base × 2^attempt)]."""
+    return rng.uniform(0.0, min(max_s, base_s * 2.0 ** min(attempt, 30)))
+
+
+class Latest(Generic[T]):
+    """A one-slot mailbox: a newer value replaces one not yet taken."""
+
+    def __init__(self) -> None:
+        self._value: T | None = None
+        self._ready = asyncio.Event()
+
+    def put(self, value: T) -> None:
+        self._value = value
+        self._ready.set()
+
+    async def get(self) -> T:
+        await self._ready.wait()
+        self._ready.clear()
+        value, self._value = self._value, None
+        return value  # type: ignore[return-value]
+
+
+@dataclass
+class Session:
+    """What one connection learned from `welcome` and the frames after it."""
+
+    ws: ClientConnection
+    net: Net
+    normalization: Normalization
+    data_url: str
+    cache: ShardCache
+    params: tuple[int, np.ndarray] | None = None
+    assignments: Latest[list[str]] = field(default_factory=Latest)
+    work: Latest[dict[str, Any]] = field(default_factory=Latest)
+    assigned: int = 0
+
+
+class Trainer:
+    """A trainer that stays connected to the master until `stop` is set."""
+
+    def __init__(
+        self,
+        options: TrainerOptions,
+        report: Callable[[Progress], None],
+        say: Callable[[str], None],
+    ) -> None:
+        self.options = options
+        self.report = report
+        self.say = say
+        self.cache: ShardCache | None = None
+        self.results = 0
+        self._rng = np.random.default_rng()
+        self._jitter = random.Random()
+        self._examples: tuple[tuple[str, ...], Examples] | None = None
+        self._progress = Progress(slot=options.slot, state="connecting")
+        self._welcomed = False  # set by a session that got `welcome`: the backoff starts over
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, train, and reconnect with backoff until `stop` is set; FatalError if refused."""
+        attempt = 0
+        while not stop.is_set():
+            self._welcomed = False
+            try:
+                await self._session(stop)
+            except FatalError:
+                raise
+            except (OSError, TimeoutError, websockets.WebSocketException, ProtocolError) as exc:
+                self.say(f"trainer {self.options.slot}: connection lost ({type(exc).__name__}: {exc})")
+            if stop.is_set():
+                break
+            attempt = 0 if self._welcomed else attempt + 1
+            delay = backoff_delay(attempt, self.options.backoff_base_s, self.options.backoff_max_s, self._jitter)
+            self._set(state="connecting")
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """One connection, from hello until the master goes away or `stop` is set."""
+        self._set(state="connecting")
+        async with websockets.connect(
+            websocket_url(self.options.master_url),
+            max_size=MAX_FRAME_BYTES,
+            compression=None,
+            open_timeout=10,
+        ) as ws:
+            await ws.send(encode(self._hello()))
+            welcome = decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_S), MAX_FRAME_BYTES)
+            self._check_error(welcome)
+            if welcome["type"] != "welcome":
+                raise ProtocolError("unexpected", f"expected welcome, got {welcome['type']!r}")
+            session = self._start(ws, welcome)
+            self._welcomed = True
+            self.say(f"trainer {self.options.slot}: joined project {welcome['project']['id']} as {welcome['client_id']}")
+            if self.cache is not None and self.cache.ids():
+                await ws.send(encode({"type": "cached", "shards": self.cache.ids()}))
+            tasks = [
+                asyncio.create_task(self._receive(session)),
+                asyncio.create_task(self._download_loop(session)),
+                asyncio.create_task(self._compute_loop(session)),
+                asyncio.create_task(stop.wait()),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if stop.is_set():
+                await ws.close(1000, "worker leaving")
+                self.say(f"trainer {self.options.slot}: left")
+                return
+            for task in done:
+                task.result()  # raise what ended the session
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "role": "trainer",
+            "project": self.options.project,
+            "client": {
+                "kind": "python",
+                "engine": "numpy",
+                "cores": os.cpu_count() or 1,
+                "agent": f"mlitb-worker/{__version__} python/{platform.python_version()} {platform.system()}",
+            },
+            "cached": self.cache.ids() if self.cache is not None else [],
+        }
+
+    def _start(self, ws: ClientConnection, welcome: dict[str, Any]) -> Session:
+        project, dataset, limits = welcome["project"], welcome["dataset"], welcome.get("limits", {})
+        if self.cache is None or self.cache.dataset_id != dataset["id"]:
+            self.cache = ShardCache(Path(self.options.cache_dir), dataset["id"], int(limits.get("cache_shards", 1000)))
+            self._examples = None
+        norm = project.get("normalization") or {}
+        return Session(
+            ws=ws,
+            net=Net(project["layers"]),
+            normalization=Normalization(float(norm.get("scale", 1 / 255)), float(norm.get("offset", 0.0))),
+            data_url=dataset["url"],
+            cache=self.cache,
+        )
+
+    async def _receive(self, session: Session) -> None:
+        """Read frames; never blocks on downloads or compute."""
+        async for frame in session.ws:
+            message = decode(frame, MAX_FRAME_BYTES)
+            kind = message["type"]
+            if kind == "params":
+                params = f32_array(message["params"], session.net.param_count, "params")
+                session.params = (int(message["iteration"]), params)
+            elif kind == "assign":
+                session.assignments.put([s["id"] for s in message["shards"]])
+            elif kind == "work":
+                session.work.put(message)
+            elif kind == "idle":
+                self._set(state=f"idle ({message.get('reason', '?')})")
+            elif kind == "error":
+                self._check_error(message)
+                self.say(f"trainer {self.options.slot}: master says {message.get('code')}: {message.get('message')}")
+
+    async def _download_loop(self, session: Session) -> None:
+        while True:
+            shard_ids = await session.assignments.get()
+            session.assigned = len(shard_ids)
+            if any(session.cache.get(s) is None for s in shard_ids):
+                self._set(state="downloading")
+            failed = await session.cache.fetch(session.data_url, shard_ids)
+            if failed:
+                self.say(f"trainer {self.options.slot}: could not fetch {len(failed)} shard(s), e.g. {failed[0]}")
+            await session.ws.send(encode({"type": "cached", "shards": session.cache.ids()}))
+            self._set(state="waiting", shards=len(shard_ids) - len(failed))
+
+    async def _compute_loop(self, session: Session) -> None:
+        while True:
+            work = await session.work.get()
+            iteration, budget_ms = int(work["iteration"]), int(work["budget_ms"])
+            if session.params is None or session.params[0] != iteration:
+                self.say(f"trainer {self.options.slot}: work for iteration {iteration} without its params; skipped")
+                continue
+            held = {s: session.cache.get(s) for s in work["shards"]}
+            shards = {s: shard for s, shard in held.items() if shard is not None}
+            if not shards:
+                self.say(f"trainer {self.options.slot}: none of the {len(work['shards'])} shards to train on is cached")
+                continue
+            started = time.perf_counter()
+            result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms)
+            compute_ms = (time.perf_counter() - started) * 1000.0
+            if self.options.extra_latency_ms > 0:
+                await asyncio.sleep(self.options.extra_latency_ms / 1000.0)
+            await session.ws.send(
+                result_frame(iteration, result.grad_sum, result.count, result.loss_sum, result.correct, compute_ms)
+            )
+            self.results += 1
+            self._set(
+                state="training",
+                iteration=iteration,
+                examples_per_s=result.count / max(result.compute_ms / 1000.0, 1e-6),
+                loss=result.loss_sum / result.count,
+                budget_ms=budget_ms,
+                shards=len(shards),
+                results=self.results,
+            )
+
+    def _compute(self, session: Session, params: np.ndarray, shards: dict[str, Shard], budget_ms: int) -> WorkResult:
+        """In a worker thread: the examples of these shards (built once per set), then the gradient."""
+        started = time.perf_counter()
+        shard_ids = tuple(shards)
+        if self._examples is None or self._examples[0] != shard_ids:
+            self._examples = (shard_ids, gather(list(shards.values())))
+        spent_ms = (time.perf_counter() - started) * 1000.0
+        return compute(
+            session.net.gradient,
+            params,
+            self._examples[1],
+            budget_ms - spent_ms,
+            session.normalization,
+            rng=self._rng,
+            batch_size=self.options.batch_size,
+            slowdown=self.options.slowdown,
+        )
+
+    def _check_error(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "error" and message.get("code") in FATAL_CODES:
+            raise FatalError(f"{message.get('code')}: {message.get('message')}")
+
+    def _set(self, **changes: Any) -> None:
+        self._progress = replace(self._progress, results=self.results, **changes)
+        self.report(self._progress)
