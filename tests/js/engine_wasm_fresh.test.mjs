@@ -1,0 +1,20 @@
+// The committed kernels.wasm is built from the committed kernels.c by scripts/build-wasm.sh.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+const root = new URL("../../", import.meta.url);
+const record = readFileSync(new URL("static/engine/kernels.wasm.sha256", root), "utf8").trim().split("\n");
+
+test("kernels.wasm.sha256 names the build script, the C source and the binary", () => {
+  assert.deepEqual(record.map((line) => line.split(/\s+/)[1]).sort(),
+    ["scripts/build-wasm.sh", "static/engine/kernels.c", "static/engine/kernels.wasm"]);
+});
+
+for (const line of record) {
+  const [hash, path] = line.split(/\s+/);
+  test(`${path} is what scripts/build-wasm.sh last built from (rerun it if not)`, () => {
+    assert.equal(createHash("sha256").update(readFileSync(new URL(path, root))).digest("hex"), hash);
+  });
+}
