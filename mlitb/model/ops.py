@@ -22,35 +22,42 @@ def _pad(x: np.ndarray, pad: int, value: float) -> np.ndarray:
     return np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=value)
 
 
-def _windows(xp: np.ndarray, layer: Layer) -> np.ndarray:
-    """A read-only (N, out_sy, out_sx, sy, sx, C) view of every window of the padded input."""
+def _offsets(layer: Layer) -> list[tuple[int, slice, slice]]:
+    """Each window offset k = ky*sx + kx with the strided slice of the padded input it reads."""
+    out_sy, out_sx, _ = layer.out_shape
+    s = layer.stride
+    return [(ky * layer.sx + kx, slice(ky, ky + s * (out_sy - 1) + 1, s), slice(kx, kx + s * (out_sx - 1) + 1, s))
+            for ky in range(layer.sy) for kx in range(layer.sx)]
+
+
+def _im2col(layer: Layer, xp: np.ndarray) -> np.ndarray:
+    """(N*out_sy*out_sx, sy*sx*C) patches of the padded input, columns ordered like the filters.
+
+    With one input channel the windows are gathered one offset at a time into
+    a (K, M) buffer and returned transposed (BLAS takes either order), because
+    copying a strided view with length-1 inner runs is several times slower.
+    """
     n, _, _, c = xp.shape
     out_sy, out_sx, _ = layer.out_shape
+    if c == 1:
+        cols = np.empty((layer.sy * layer.sx, n, out_sy, out_sx), dtype=xp.dtype)
+        for k, ys, xs in _offsets(layer):
+            cols[k] = xp[:, ys, xs, 0]
+        return cols.reshape(layer.sy * layer.sx, -1).T
     s_n, s_h, s_w, s_c = xp.strides
-    return as_strided(
+    windows = as_strided(
         xp,
         shape=(n, out_sy, out_sx, layer.sy, layer.sx, c),
         strides=(s_n, s_h * layer.stride, s_w * layer.stride, s_h, s_w, s_c),
         writeable=False,
     )
-
-
-def _scatter_windows(dwin: np.ndarray, layer: Layer, in_shape: tuple[int, ...]) -> np.ndarray:
-    """Adjoint of `_windows`: add each window's gradient back onto the input it was read from."""
-    n, h, w, c = in_shape
-    out_sy, out_sx, _ = layer.out_shape
-    p, s = layer.pad, layer.stride
-    dxp = np.zeros((n, h + 2 * p, w + 2 * p, c), dtype=dwin.dtype)
-    for ky in range(layer.sy):
-        for kx in range(layer.sx):
-            dxp[:, ky:ky + s * (out_sy - 1) + 1:s, kx:kx + s * (out_sx - 1) + 1:s, :] += dwin[:, :, :, ky, kx, :]
-    return dxp[:, p:p + h, p:p + w, :]
+    return windows.reshape(-1, layer.sy * layer.sx * c)
 
 
 def conv_forward(layer: Layer, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Convolution as one matmul over im2col columns ordered (sy, sx, in_depth) like the filters."""
+    """Convolution as one matmul over im2col columns."""
     out_sy, out_sx, out_depth = layer.out_shape
-    cols = _windows(_pad(x, layer.pad, 0.0), layer).reshape(-1, layer.sy * layer.sx * x.shape[3])
+    cols = _im2col(layer, _pad(x, layer.pad, 0.0))
     out = cols @ w.reshape(out_depth, -1).T
     out += b
     return out.reshape(x.shape[0], out_sy, out_sx, out_depth), cols
@@ -58,34 +65,54 @@ def conv_forward(layer: Layer, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> t
 
 def conv_backward(layer: Layer, dout: np.ndarray, cols: np.ndarray, w: np.ndarray,
                   dw: np.ndarray, db: np.ndarray, in_shape: tuple[int, ...], need_dx: bool) -> np.ndarray | None:
+    """Filter and bias gradients by matmul; the input gradient one window offset at a time.
+
+    Per offset, (N*out positions, out_depth) @ (out_depth, C) lands contiguous
+    and is added onto a strided slice of the padded input: much faster than
+    forming all columns' gradients and scattering their short runs.
+    """
+    n, h, wd, c = in_shape
     out_depth = layer.out_shape[2]
     d2 = dout.reshape(-1, out_depth)
-    dw[:] = (d2.T @ cols).reshape(dw.shape)
+    dw[:] = (cols.T @ d2).T.reshape(dw.shape)  # this orientation keeps BLAS fast for either cols layout
     db[:] = d2.sum(axis=0)
     if not need_dx:
         return None
-    dcols = (d2 @ w.reshape(out_depth, -1)).reshape(dout.shape[:3] + (layer.sy, layer.sx, in_shape[3]))
-    return _scatter_windows(dcols, layer, in_shape)
+    p = layer.pad
+    wk = w.reshape(out_depth, layer.sy * layer.sx, c)
+    dxp = np.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=dout.dtype)
+    for k, ys, xs in _offsets(layer):
+        dxp[:, ys, xs, :] += (d2 @ wk[:, k, :]).reshape(dout.shape[:3] + (c,))
+    return dxp[:, p:p + h, p:p + wd, :]
 
 
 def pool_forward(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Max over the in-bounds cells of each window (padding never wins).
+    """Max over the in-bounds cells of each window (padding is -inf, so it never wins).
 
     Ties go to the first maximum in row-major window order (y outer, x inner);
-    the JS engine follows the same rule, so both route the gradient to the same cell.
+    the JS engine follows the same rule, so both route the gradient to the same
+    cell. `arg` holds the winning offset; later offsets only win when strictly
+    greater, so a running maximum of k * (v > best) tracks the first winner.
     """
-    n, _, _, c = x.shape
-    out_sy, out_sx, _ = layer.out_shape
-    win = _windows(_pad(x, layer.pad, -np.inf), layer).reshape(n, out_sy, out_sx, layer.sy * layer.sx, c)
-    arg = win.argmax(axis=3)
-    out = np.take_along_axis(win, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+    xp = _pad(x, layer.pad, -np.inf)
+    offsets = _offsets(layer)
+    _, ys, xs = offsets[0]
+    out = xp[:, ys, xs, :].copy()
+    arg = np.zeros(out.shape, dtype=np.uint32)
+    for k, ys, xs in offsets[1:]:
+        v = xp[:, ys, xs, :]
+        np.maximum(arg, (v > out) * np.uint32(k), out=arg)
+        np.maximum(out, v, out=out)
     return out, arg
 
 
 def pool_backward(layer: Layer, dout: np.ndarray, arg: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
-    zero = dout.dtype.type(0)
-    dwin = np.stack([np.where(arg == k, dout, zero) for k in range(layer.sy * layer.sx)], axis=3)
-    return _scatter_windows(dwin.reshape(dout.shape[:3] + (layer.sy, layer.sx, dout.shape[3])), layer, in_shape)
+    n, h, w, c = in_shape
+    p = layer.pad
+    dxp = np.zeros((n, h + 2 * p, w + 2 * p, c), dtype=dout.dtype)
+    for k, ys, xs in _offsets(layer):
+        dxp[:, ys, xs, :] += dout * (arg == k)
+    return dxp[:, p:p + h, p:p + w, :]
 
 
 def fc_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +142,7 @@ def activation_forward(kind: str, x: np.ndarray) -> np.ndarray:
 def activation_backward(kind: str, dout: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Gradient from the layer's output alone, as ConvNetJS does (relu passes where out > 0)."""
     if kind == "relu":
-        return np.where(out > 0, dout, 0).astype(dout.dtype, copy=False)
+        return dout * (out > 0)
     if kind == "tanh":
         return dout * (1 - out * out)
     return dout * out * (1 - out)
