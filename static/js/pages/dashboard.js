@@ -1,0 +1,189 @@
+import { api, ApiError } from "../api.js";
+import { Boss } from "../boss.js";
+import { LineChart } from "../chart.js";
+import { element, formatCount, formatMs, formatPercent, formatRate, showMessage, datasetName } from "../format.js";
+
+const $ = (id) => document.getElementById(id);
+const projectId = new URLSearchParams(location.search).get("project");
+const message = $("message");
+let project = null;
+let metrics = [];
+let lastIteration = -1;
+let trackerEvals = [];
+let tracker = null;
+let targetT = [];
+let formFilled = false;
+let pollTimer = 0;
+
+const charts = {
+  loss: new LineChart($("chart-loss"), { title: "Loss", yLabel: "cross-entropy", series: [{ name: "training loss" }, { name: "test loss", dashed: true }] }),
+  accuracy: new LineChart($("chart-accuracy"), { title: "Accuracy", yLabel: "accuracy", yMin: 0, yMax: 1, series: [{ name: "test (master)", color: "#16a34a" }, { name: "training", color: "#2563eb" }, { name: "test (this browser)", color: "#9333ea", dashed: true }] }),
+  duration: new LineChart($("chart-duration"), { title: "Iteration duration vs T", yLabel: "ms", series: [{ name: "iteration duration", color: "#ea580c" }, { name: "T", color: "#475569", dashed: true }] }),
+  rate: new LineChart($("chart-rate"), { title: "Throughput", yLabel: "examples / s", series: [{ name: "examples/s", color: "#0891b2" }] }),
+};
+
+async function showChooser() {
+  $("chooser").classList.remove("hidden");
+  const projects = await api.projects();
+  const body = $("project-table").tBodies[0];
+  body.replaceChildren(
+    ...projects.map((p) =>
+      element("tr", {},
+        element("td", {}, element("a", { href: `/static/dashboard.html?project=${encodeURIComponent(p.id)}`, text: p.name || p.id })),
+        element("td", {}, element("span", { class: `badge ${p.status}`, text: p.status })),
+        element("td", { text: datasetName(p.dataset) }),
+        element("td", { class: "num", text: formatCount(p.iteration ?? 0) }),
+        element("td", { class: "num", text: formatCount(Array.isArray(p.workers) ? p.workers.length : p.workers ?? 0) }),
+        element("td", { class: "num", text: formatPercent(p.metrics?.test_accuracy ?? p.test_accuracy) }))));
+  if (!projects.length) body.append(element("tr", {}, element("td", { colspan: 6, class: "muted", text: "No projects yet." })));
+}
+
+async function poll() {
+  try {
+    const [fresh, newMetrics] = await Promise.all([api.project(projectId), api.metrics(projectId, lastIteration + 1)]);
+    project = fresh;
+    for (const m of newMetrics) {
+      if (m.iteration > lastIteration) {
+        metrics.push(m);
+        lastIteration = m.iteration;
+      }
+    }
+    const now = Date.now() / 1000;
+    if (!targetT.length || targetT.at(-1)[1] !== project.iteration_ms) targetT.push([lastIteration, project.iteration_ms, now]);
+    render();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      clearInterval(pollTimer);
+      showMessage(message, "This project does not exist (any more).");
+    }
+  }
+}
+
+function seriesX(m, t0) {
+  return $("x-axis").value === "time" ? m.time - t0 : m.iteration;
+}
+
+function render() {
+  $("project").classList.remove("hidden");
+  document.title = `mlitb · ${project.name}`;
+  $("name").textContent = project.name || project.id;
+  $("status").textContent = project.status;
+  $("status").className = `badge ${project.status}`;
+  $("start").classList.toggle("hidden", project.status === "running");
+  $("pause").classList.toggle("hidden", project.status !== "running");
+  $("summary").textContent = [`dataset ${datasetName(project.dataset)}`, `${formatCount(project.param_count)} parameters`, `T = ${formatMs(project.iteration_ms)}`, project.optimizer?.name].filter(Boolean).join(" · ");
+  const latest = project.metrics || project.latest_metrics || metrics.at(-1) || {};
+  const lastTest = [...metrics].reverse().find((m) => m.test_accuracy != null);
+  $("f-iteration").textContent = formatCount(project.iteration ?? 0);
+  $("f-loss").textContent = latest.train_loss != null ? latest.train_loss.toFixed(3) : "–";
+  $("f-accuracy").textContent = formatPercent(lastTest?.test_accuracy ?? latest.test_accuracy);
+  $("f-rate").textContent = formatRate(latest.examples_per_s ?? 0);
+  $("f-workers").textContent = formatCount((project.workers || []).filter((w) => w.role !== "tracker").length);
+  fillForm();
+  drawCharts();
+  drawWorkers();
+}
+
+function drawCharts() {
+  const t0 = metrics[0]?.time ?? 0;
+  const pick = (field) => metrics.filter((m) => m[field] != null).map((m) => [seriesX(m, t0), m[field]]);
+  charts.loss.setData([pick("train_loss"), pick("test_loss")]);
+  const browser = trackerEvals.map((e) => [$("x-axis").value === "time" ? e.time - t0 : e.iteration, e.accuracy]);
+  charts.accuracy.setData([pick("test_accuracy"), pick("train_accuracy"), browser]);
+  const durations = metrics.filter((m) => m.iteration_ms != null).map((m) => [m.iteration, m.iteration_ms]);
+  const targets = [];
+  if (metrics.length) {
+    targetT.forEach(([from, t], i) => {
+      const start = i === 0 ? metrics[0].iteration : from;
+      const end = i + 1 < targetT.length ? targetT[i + 1][0] : metrics.at(-1).iteration;
+      targets.push([start, t], [end, t]);
+    });
+  }
+  charts.duration.setData([durations, targets]);
+  charts.rate.setData([metrics.filter((m) => m.examples_per_s != null).map((m) => [m.iteration, m.examples_per_s])]);
+}
+
+function drawWorkers() {
+  const workers = project.workers || [];
+  $("workers").tBodies[0].replaceChildren(
+    ...workers.map((w) =>
+      element("tr", { "data-kind": w.kind || "" },
+        element("td", { text: w.id }),
+        element("td", { text: w.kind ?? "–" }),
+        element("td", { text: w.engine ?? "–" }),
+        element("td", { text: w.role ?? "trainer" }),
+        element("td", {}, element("span", { class: `badge ${w.state}`, text: w.state ?? "–" })),
+        element("td", { class: "num", text: formatMs(w.latency_ms) }),
+        element("td", { class: "num", text: formatMs(w.budget_ms) }),
+        element("td", { class: "num", text: formatCount(w.shards_allocated) }),
+        element("td", { class: "num", text: formatCount(w.shards_cached) }),
+        element("td", { class: "num", text: formatRate(w.examples_per_s) }),
+        element("td", { class: "num", text: formatCount(w.accepted) }),
+        element("td", { class: "num", text: formatCount(w.dropped) }))));
+  if (!workers.length) $("workers").tBodies[0].append(element("tr", {}, element("td", { colspan: 12, class: "muted", text: "No workers connected. Share the volunteer page, or run `mlitb worker`." })));
+}
+
+function fillForm() {
+  const form = $("hyper");
+  if (formFilled) return;
+  const optimizer = project.optimizer || {};
+  form.learning_rate.value = optimizer.learning_rate ?? "";
+  form.l1_decay.value = optimizer.l1_decay ?? 0;
+  form.l2_decay.value = optimizer.l2_decay ?? 0;
+  form.iteration_ms.value = project.iteration_ms ?? "";
+  $("optimizer-name").textContent = optimizer.name ? `Optimizer: ${optimizer.name}. Changes take effect at the next iteration.` : "";
+  formFilled = true;
+}
+
+async function act(action, done) {
+  showMessage(message, "");
+  try {
+    const result = await action();
+    if (result && result.id) project = result;
+    done?.(result);
+    await poll();
+  } catch (error) {
+    showMessage(message, error.message);
+  }
+}
+
+$("hyper").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const changes = {
+    iteration_ms: Number(form.iteration_ms.value),
+    optimizer: { learning_rate: Number(form.learning_rate.value), l1_decay: Number(form.l1_decay.value), l2_decay: Number(form.l2_decay.value) },
+  };
+  act(() => api.update(projectId, changes), () => {
+    formFilled = false;
+    showMessage(message, `Applied: learning rate ${changes.optimizer.learning_rate}, L1 ${changes.optimizer.l1_decay}, L2 ${changes.optimizer.l2_decay}, T ${changes.iteration_ms} ms.`, "ok");
+  });
+});
+$("start").addEventListener("click", () => act(() => api.start(projectId)));
+$("pause").addEventListener("click", () => act(() => api.pause(projectId)));
+$("delete").addEventListener("click", () => {
+  if (!confirm(`Delete project "${project?.name || projectId}"? Its parameters and history are lost; download the closure first to keep them.`)) return;
+  act(() => api.remove(projectId), () => location.assign("/static/dashboard.html"));
+});
+$("x-axis").addEventListener("change", drawCharts);
+$("track").addEventListener("change", async (event) => {
+  if (event.target.checked) {
+    tracker = new Boss(project, { trainers: 0, track: true });
+    tracker.addEventListener("eval", ({ detail }) => {
+      trackerEvals.push(detail);
+      drawCharts();
+    });
+    await tracker.start();
+  } else {
+    tracker?.stop();
+    tracker = null;
+  }
+});
+
+if (!projectId) showChooser().catch((error) => showMessage(message, error.message));
+else {
+  $("download").href = api.closureUrl(projectId);
+  $("standalone").href = api.closurePageUrl(projectId);
+  $("predict").href = `/static/predict.html?project=${encodeURIComponent(projectId)}`;
+  poll().then(() => (pollTimer = setInterval(poll, 1000)));
+}

@@ -1,0 +1,190 @@
+// A trainer: its own WebSocket to the master; gets shards through the data
+// worker; for each `work`, computes gradients with the JS engine until the
+// budget runs out and sends their sum. Reports what it does to the boss.
+
+import { createNet } from "../../engine/net.js";
+import { float32 } from "../msgpack.js";
+import { MasterSocket } from "../master-socket.js";
+import { ExampleSampler, normalizationTable } from "../examples.js";
+
+const MAX_BATCH = 128;
+const FIRST_BATCH = 4;
+const FINAL_CODES = new Set(["unknown_project", "protocol_version"]);
+
+let socket, dataPort, net, netLayers, options;
+let project = null, dataset = null, limits = { cache_shards: 64 };
+let params = null, paramsIteration = -1;
+let assigned = [];
+const held = new Map();
+const requested = new Set();
+let sampler = null, samplerKey = "";
+let msPerExample = 0;
+let hidden = false;
+let seedSalt = 0;
+
+const tell = (message) => self.postMessage(message);
+const setState = (state, detail = "") => tell({ type: "state", state, detail });
+
+self.onmessage = async ({ data }) => {
+  if (data.type === "start") await start(data);
+  else if (data.type === "hidden") {
+    hidden = data.hidden;
+    socket?.send({ type: "state", hidden });
+  } else if (data.type === "stop") {
+    socket?.close();
+    dataPort?.close();
+    tell({ type: "stopped" });
+    self.close();
+  }
+};
+
+async function start(config) {
+  options = config;
+  dataPort = config.dataPort;
+  dataPort.onmessage = ({ data }) => onShard(data);
+  seedSalt = (config.index * 7919 + Math.floor(Math.random() * 1e6)) >>> 0;
+  hidden = config.hidden;
+  if (config.layers) await buildNet(config.layers);
+  setState("connecting");
+  socket = new MasterSocket(config.wsUrl, {
+    hello: () => ({
+      type: "hello",
+      protocol: 1,
+      role: "trainer",
+      project: config.project,
+      client: { kind: "browser", engine: net?.backend ?? "js", cores: config.cores, agent: config.agent },
+      cached: [...new Set([...held.keys(), ...config.cached])],
+    }),
+    onMessage,
+    onStatus: (status) => {
+      if (status === "connected" && hidden) socket.send({ type: "state", hidden });
+      if (status !== "connected") setState(status === "refused" ? "stopped" : "reconnecting");
+    },
+  });
+}
+
+async function buildNet(layers) {
+  net = await createNet(layers, { simd: options.simd });
+  netLayers = JSON.stringify(layers);
+}
+
+async function onMessage(message) {
+  switch (message.type) {
+    case "welcome":
+      project = message.project;
+      dataset = message.dataset;
+      limits = { ...limits, ...message.limits };
+      if (!net || netLayers !== JSON.stringify(project.layers)) await buildNet(project.layers);
+      tell({ type: "welcome", clientId: message.client_id, engine: net.backend, project: project.id });
+      setState(project.status === "paused" ? "paused" : "waiting");
+      break;
+    case "params":
+      params = float32(message.params);
+      paramsIteration = message.iteration;
+      break;
+    case "assign":
+      assigned = message.shards.map((s) => s.id);
+      request(assigned.filter((id) => !held.has(id) && !requested.has(id)));
+      evict();
+      if (held.size) socket.send({ type: "cached", shards: [...held.keys()] });
+      break;
+    case "work":
+      work(message);
+      break;
+    case "idle":
+      setState(message.reason === "paused" ? "paused" : message.reason === "excluded" ? "excluded" : "waiting");
+      break;
+    case "error":
+      tell({ type: "error", code: message.code, message: message.message, fatal: message.fatal });
+      if (message.fatal && FINAL_CODES.has(message.code)) socket.refuse();
+      break;
+  }
+}
+
+function request(ids) {
+  if (!ids.length || !dataset) return;
+  for (const id of ids) requested.add(id);
+  setState("downloading", `${ids.length} shard${ids.length > 1 ? "s" : ""}`);
+  dataPort.postMessage({ type: "need", dataUrl: dataset.url, dataset: dataset.id, ids });
+}
+
+function onShard(message) {
+  requested.delete(message.id);
+  if (message.type === "shard-error") {
+    tell({ type: "error", code: "shard", message: `shard ${message.id}: ${message.message}` });
+    setTimeout(() => assigned.includes(message.id) && !held.has(message.id) && request([message.id]), 3000);
+    return;
+  }
+  held.set(message.id, message.shard);
+  evict();
+  socket.send({ type: "cached", shards: [...held.keys()] });
+  tell({ type: "cached", count: held.size });
+}
+
+// Keep what is assigned; keep other shards only up to limits.cache_shards.
+function evict() {
+  const spare = [...held.keys()].filter((id) => !assigned.includes(id));
+  const excess = held.size - Math.max(limits.cache_shards, assigned.length);
+  for (const id of spare.slice(0, Math.max(0, excess))) held.delete(id);
+}
+
+function samplerFor(ids) {
+  const usable = ids.filter((id) => held.has(id)).sort();
+  const key = usable.join(",");
+  if (key !== samplerKey) {
+    sampler = usable.length ? new ExampleSampler(usable.map((id) => held.get(id))) : null;
+    samplerKey = key;
+  }
+  return sampler;
+}
+
+function work({ iteration, budget_ms: budgetMs, shards }) {
+  const examples = samplerFor(shards);
+  if (!examples || !params || paramsIteration !== iteration) {
+    setState("waiting", examples ? "for parameters" : "for data");
+    return;
+  }
+  setState("training");
+  const started = performance.now();
+  const deadline = started + budgetMs;
+  const inputSize = examples.shards[0].pixels.length / examples.shards[0].count;
+  const table = normalizationTable(project.normalization);
+  const P = net.paramCount;
+  const gradSum = new Float32Array(P);
+  let count = 0, lossSum = 0, correct = 0, batchIndex = 0;
+  let x = null, labels = null;
+  for (;;) {
+    const left = deadline - performance.now();
+    let n = msPerExample ? Math.floor((0.9 * left) / msPerExample) : FIRST_BATCH;
+    n = Math.min(MAX_BATCH, n);
+    if (n < 1) {
+      if (count > 0) break;
+      n = 1;
+    }
+    if (!x || x.length < n * inputSize) {
+      x = new Float32Array(Math.max(n, FIRST_BATCH) * inputSize);
+      labels = new Int32Array(Math.max(n, FIRST_BATCH));
+    }
+    examples.batch(n, x, labels, table);
+    const t0 = performance.now();
+    const seed = (iteration * 2654435761 + batchIndex++ * 40503 + seedSalt) >>> 0;
+    const g = net.gradient(params, x, labels, n, { seed });
+    const ms = (performance.now() - t0) / n;
+    msPerExample = msPerExample ? 0.7 * msPerExample + 0.3 * ms : ms;
+    for (let i = 0; i < P; i++) gradSum[i] += g.gradSum[i];
+    count += g.count;
+    lossSum += g.lossSum;
+    correct += g.correct;
+  }
+  const computeMs = performance.now() - started;
+  const sent = socket.send({
+    type: "result",
+    iteration,
+    grad: gradSum,
+    count,
+    loss_sum: lossSum,
+    correct,
+    compute_ms: computeMs,
+  });
+  tell({ type: "result", iteration, count, computeMs, lossSum, correct, sent });
+}
