@@ -68,16 +68,18 @@ export const api = {
   datasets: async () => requestJson(`${(await getConfig()).data_url.replace(/\/$/, "")}/datasets`),
 };
 
-// POST a dataset zip to the data server with upload progress (fetch has none).
-export async function uploadDataset(file, { name, onProgress } = {}) {
+// POST a dataset zip (and optionally a test zip) to the data server with upload
+// progress (fetch has none). Options travel in the query string (docs/data.md).
+export async function uploadDataset(train, { test, options = {}, onProgress } = {}) {
   const { data_url: dataUrl } = await getConfig();
   const token = adminToken.get() || (await askForToken());
   const form = new FormData();
-  form.append("file", file, file.name);
-  if (name) form.append("name", name);
+  form.append("train", train, train.name);
+  if (test) form.append("test", test, test.name);
+  const query = new URLSearchParams(Object.entries(options).filter(([, v]) => v !== undefined && v !== ""));
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `${dataUrl.replace(/\/$/, "")}/datasets`);
+    xhr.open("POST", `${dataUrl.replace(/\/$/, "")}/datasets${query.size ? `?${query}` : ""}`);
     xhr.setRequestHeader("Authorization", `Bearer ${token}`);
     xhr.upload.onprogress = (event) => event.lengthComputable && onProgress?.(event.loaded / event.total);
     xhr.onerror = () => reject(new ApiError(0, { error: "the upload failed: the data server could not be reached" }));

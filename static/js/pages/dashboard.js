@@ -29,7 +29,7 @@ async function showChooser() {
   body.replaceChildren(
     ...projects.map((p) =>
       element("tr", {},
-        element("td", {}, element("a", { href: `/static/dashboard.html?project=${encodeURIComponent(p.id)}`, text: p.name || p.id })),
+        element("td", {}, element("a", { href: `dashboard.html?project=${encodeURIComponent(p.id)}`, text: p.name || p.id })),
         element("td", {}, element("span", { class: `badge ${p.status}`, text: p.status })),
         element("td", { text: datasetName(p.dataset) }),
         element("td", { class: "num", text: formatCount(p.iteration ?? 0) }),
@@ -163,7 +163,7 @@ $("start").addEventListener("click", () => act(() => api.start(projectId)));
 $("pause").addEventListener("click", () => act(() => api.pause(projectId)));
 $("delete").addEventListener("click", () => {
   if (!confirm(`Delete project "${project?.name || projectId}"? Its parameters and history are lost; download the closure first to keep them.`)) return;
-  act(() => api.remove(projectId), () => location.assign("/static/dashboard.html"));
+  act(() => api.remove(projectId), () => location.assign("dashboard.html"));
 });
 $("x-axis").addEventListener("change", drawCharts);
 $("track").addEventListener("change", async (event) => {
@@ -184,6 +184,6 @@ if (!projectId) showChooser().catch((error) => showMessage(message, error.messag
 else {
   $("download").href = api.closureUrl(projectId);
   $("standalone").href = api.closurePageUrl(projectId);
-  $("predict").href = `/static/predict.html?project=${encodeURIComponent(projectId)}`;
+  $("predict").href = `predict.html?project=${encodeURIComponent(projectId)}`;
   poll().then(() => (pollTimer = setInterval(poll, 1000)));
 }

@@ -17,8 +17,7 @@ const datasetById = (id) => datasets.find((d) => d.id === id);
 
 async function loadDatasets(select) {
   try {
-    const answer = await api.datasets();
-    datasets = Array.isArray(answer) ? answer : answer.datasets || [];
+    datasets = (await api.datasets()).datasets;
   } catch (error) {
     $("dataset").replaceChildren(element("option", { value: "", text: "data server unreachable" }));
     showMessage($("upload-message"), `Could not list datasets: ${error.message}`);
@@ -129,7 +128,7 @@ async function create(event) {
       optimizer: optimizerSettings(),
     });
     showMessage(message, `Created ${project.name}.`, "ok");
-    location.assign(`/static/dashboard.html?project=${encodeURIComponent(project.id)}`);
+    location.assign(`dashboard.html?project=${encodeURIComponent(project.id)}`);
   } catch (error) {
     showMessage(message, error.message);
     updateCreate();
@@ -140,20 +139,21 @@ async function upload() {
   const file = $("upload-file").files[0];
   const message = $("upload-message");
   const bar = $("upload-progress");
-  if (!file) return showMessage(message, "Choose a zip file first.");
+  if (!file) return showMessage(message, "Choose a training zip first.");
   showMessage(message, `Uploading ${file.name}…`, "info");
   bar.style.width = "0%";
   $("upload").disabled = true;
   try {
     const manifest = await uploadDataset(file, {
-      name: $("upload-name").value.trim() || undefined,
+      test: $("upload-test").files[0],
+      options: { name: $("upload-name").value.trim(), size: $("upload-size").value.trim(), channels: $("upload-channels").value },
       onProgress: (fraction) => {
         bar.style.width = `${(fraction * 100).toFixed(1)}%`;
         if (fraction >= 1) showMessage(message, "Uploaded; the data server is decoding the images…", "info");
       },
     });
     bar.style.width = "100%";
-    const dataset = manifest.dataset || manifest;
+    const dataset = manifest;
     showMessage(message, `Dataset ${dataset.name} is ready: ${formatCount(dataset.count ?? 0)} images in ${dataset.classes?.length ?? "?"} classes.`, "ok");
     await loadDatasets(dataset.id);
     useTemplateIfEmpty();
@@ -179,7 +179,7 @@ async function fromClosure() {
     JSON.parse(text);
     const project = await api.createFromClosure(text);
     showMessage(message, `Created ${project.name}.`, "ok");
-    location.assign(`/static/dashboard.html?project=${encodeURIComponent(project.id)}`);
+    location.assign(`dashboard.html?project=${encodeURIComponent(project.id)}`);
   } catch (error) {
     showMessage(message, error instanceof SyntaxError ? `Not a JSON file: ${error.message}` : error.message);
   }

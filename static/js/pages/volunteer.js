@@ -53,7 +53,7 @@ function updateDashboardLink() {
   const id = selectedProject();
   const link = $("dashboard-link");
   link.classList.toggle("hidden", !id);
-  if (id) link.href = `/static/dashboard.html?project=${encodeURIComponent(id)}`;
+  if (id) link.href = `dashboard.html?project=${encodeURIComponent(id)}`;
 }
 
 async function contribute() {

@@ -1,0 +1,141 @@
+// Classifying images with a research closure: the model from the closure JSON,
+// an image turned into the model's input pixels, the top classes as bars.
+// Used by the predict page and the standalone closure page.
+
+import { createNet } from "../engine/net.js";
+
+export class ClosureError extends Error {}
+
+function base64ToBytes(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+// A float32 vector from the closure's encodings: a list of numbers, base64 of
+// little-endian float32 bytes, or {dtype, data|base64}.
+export function decodeFloats(value) {
+  if (Array.isArray(value)) return Float32Array.from(value);
+  if (typeof value === "string") {
+    const bytes = base64ToBytes(value);
+    return new Float32Array(bytes.buffer, 0, bytes.length >> 2);
+  }
+  if (value && typeof value === "object") {
+    if (value.dtype && !/^<?f(loat)?(4|32)$/.test(value.dtype)) throw new ClosureError(`parameters of dtype ${value.dtype} are not supported`);
+    return decodeFloats(value.base64 ?? value.data ?? value.values);
+  }
+  throw new ClosureError("the closure has no parameters");
+}
+
+export async function modelFromClosure(closure, { simd = true } = {}) {
+  if (!closure || typeof closure !== "object") throw new ClosureError("a closure is a JSON object");
+  const model = closure.model || closure;
+  const layers = model.layers || closure.layers;
+  if (!Array.isArray(layers)) throw new ClosureError("the closure has no layer definitions");
+  const net = await createNet(layers, { simd });
+  const params = decodeFloats(model.params ?? closure.params ?? closure.parameters);
+  if (params.length !== net.paramCount) throw new ClosureError(`the closure has ${params.length} parameters, its layers need ${net.paramCount}`);
+  const data = closure.data || closure.dataset || {};
+  const classes = closure.classes || data.classes || Array.from({ length: net.numClasses }, (_, i) => String(i));
+  const normalization = closure.normalization || data.normalization || model.normalization || { scale: 1 / 255, offset: 0 };
+  return { net, params, classes, normalization, shape: net.inputShape, name: closure.name || closure.project?.name || "model" };
+}
+
+// The drawable (image, video frame, canvas) as uint8 pixels of shape [H, W, C]:
+// centre-cropped to the input's aspect ratio and resized. Greyscale models get
+// light-on-dark pixels when `invert` is "auto" and the picture is dark-on-light.
+export function imageToPixels(source, [h, w, c], { invert = "auto" } = {}) {
+  const sw = source.videoWidth || source.naturalWidth || source.width;
+  const sh = source.videoHeight || source.naturalHeight || source.height;
+  const scale = Math.min(sw / w, sh / h);
+  const cw = w * scale, ch = h * scale;
+  const canvas = new OffscreenCanvas(w, h);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.imageSmoothingQuality = "high";
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, w, h);
+  ctx.drawImage(source, (sw - cw) / 2, (sh - ch) / 2, cw, ch, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, h).data;
+  const pixels = new Uint8Array(h * w * c);
+  for (let i = 0; i < h * w; i++) {
+    const r = rgba[4 * i], g = rgba[4 * i + 1], b = rgba[4 * i + 2];
+    if (c === 1) pixels[i] = Math.round(0.299 * r + 0.587 * g + 0.114 * b);
+    else for (let k = 0; k < c; k++) pixels[c * i + k] = [r, g, b][k % 3];
+  }
+  const flip = invert === "yes" || (invert === "auto" && c === 1 && borderMean(pixels, h, w) > 127);
+  if (flip) for (let i = 0; i < pixels.length; i++) pixels[i] = 255 - pixels[i];
+  return pixels;
+}
+
+function borderMean(pixels, h, w) {
+  let sum = 0, n = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (y === 0 || x === 0 || y === h - 1 || x === w - 1) {
+        sum += pixels[y * w + x];
+        n++;
+      }
+    }
+  }
+  return sum / n;
+}
+
+// Classes with their probabilities, most likely first.
+export function classify(model, pixels) {
+  const { scale = 1 / 255, offset = 0 } = model.normalization;
+  const x = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) x[i] = pixels[i] * scale + offset;
+  const probs = model.net.predict(model.params, x, 1);
+  return Array.from(probs, (p, i) => ({ label: model.classes[i] ?? String(i), p })).sort((a, b) => b.p - a.p);
+}
+
+export function renderBars(container, ranked, k = 5) {
+  container.replaceChildren(
+    ...ranked.slice(0, k).map(({ label, p }) => {
+      const row = document.createElement("div");
+      row.className = "bar";
+      row.dataset.label = label;
+      const name = document.createElement("span");
+      name.className = "label";
+      name.textContent = label;
+      const track = document.createElement("div");
+      track.className = "track";
+      const fill = document.createElement("div");
+      fill.className = "fill";
+      fill.style.width = `${(p * 100).toFixed(1)}%`;
+      track.append(fill);
+      const value = document.createElement("span");
+      value.className = "p";
+      value.textContent = `${(p * 100).toFixed(1)}%`;
+      row.append(name, track, value);
+      return row;
+    }),
+  );
+}
+
+// What the model sees, drawn at its own resolution (CSS scales it up).
+export function drawPixels(canvas, pixels, [h, w, c]) {
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(w, h);
+  for (let i = 0; i < h * w; i++) {
+    for (let k = 0; k < 3; k++) image.data[4 * i + k] = c === 1 ? pixels[i] : pixels[c * i + k];
+    image.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+export function loadImage(file) {
+  return new Promise((resolve, reject) => {
+    const url = URL.createObjectURL(file);
+    const image = new Image();
+    image.onload = () => {
+      URL.revokeObjectURL(url);
+      resolve(image);
+    };
+    image.onerror = () => reject(new Error(`${file.name} is not an image this browser can read`));
+    image.src = url;
+  });
+}

@@ -1,0 +1,123 @@
+import { api } from "../api.js";
+import { modelFromClosure, imageToPixels, classify, renderBars, drawPixels, loadImage } from "../classify.js";
+import { element, showMessage } from "../format.js";
+
+const $ = (id) => document.getElementById(id);
+let model = null;
+let source = null;
+let stream = null;
+
+async function listProjects() {
+  try {
+    const projects = await api.projects();
+    const wanted = new URLSearchParams(location.search).get("project");
+    $("project").replaceChildren(
+      element("option", { value: "", text: projects.length ? "choose a project" : "no projects" }),
+      ...projects.map((p) => element("option", { value: p.id, text: `${p.name} (iteration ${p.iteration})`, selected: p.id === wanted })));
+    if (wanted && projects.some((p) => p.id === wanted)) loadLive();
+  } catch (error) {
+    showMessage($("model-message"), `Could not list projects: ${error.message}`);
+  }
+}
+
+async function useClosure(closure, origin) {
+  model = await modelFromClosure(closure);
+  const [h, w, c] = model.shape;
+  showMessage($("model-message"), `Loaded ${model.name} from ${origin}: ${model.net.paramCount.toLocaleString("en")} parameters, input ${h}×${w}×${c}, ${model.classes.length} classes.`, "ok");
+  $("model-message").dataset.loaded = "true";
+  predict();
+}
+
+async function loadLive() {
+  const id = $("project").value;
+  if (!id) return;
+  showMessage($("model-message"), "Loading the live model…", "info");
+  try {
+    await useClosure(await api.closure(id), "the live project");
+  } catch (error) {
+    showMessage($("model-message"), error.message);
+  }
+}
+
+async function loadClosureFile() {
+  const file = $("closure-file").files[0];
+  if (!file) return;
+  try {
+    await useClosure(JSON.parse(await file.text()), file.name);
+  } catch (error) {
+    showMessage($("model-message"), `${file.name}: ${error.message}`);
+  }
+}
+
+async function useImageFile(file) {
+  if (!file) return;
+  try {
+    const image = await loadImage(file);
+    $("picture").src = image.src;
+    $("picture").classList.remove("hidden");
+    source = image;
+    showMessage($("image-message"), "");
+    predict();
+  } catch (error) {
+    showMessage($("image-message"), error.message);
+  }
+}
+
+function predict() {
+  if (!model || !source) return;
+  const pixels = imageToPixels(source, model.shape, { invert: $("invert").value });
+  drawPixels($("input-view"), pixels, model.shape);
+  renderBars($("bars"), classify(model, pixels));
+}
+
+async function toggleCamera() {
+  if (stream) {
+    stream.getTracks().forEach((t) => t.stop());
+    stream = null;
+    $("video").classList.add("hidden");
+    $("snap").classList.add("hidden");
+    $("camera").textContent = "Use the camera";
+    return;
+  }
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+    $("video").srcObject = stream;
+    $("video").classList.remove("hidden");
+    $("snap").classList.remove("hidden");
+    $("camera").textContent = "Stop the camera";
+  } catch (error) {
+    showMessage($("image-message"), `No camera: ${error.message}`);
+  }
+}
+
+function snap() {
+  const video = $("video");
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  source = canvas;
+  $("picture").src = canvas.toDataURL("image/png");
+  $("picture").classList.remove("hidden");
+  predict();
+}
+
+const dropzone = $("dropzone");
+dropzone.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  dropzone.classList.add("over");
+});
+dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
+dropzone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dropzone.classList.remove("over");
+  useImageFile(event.dataTransfer.files[0]);
+});
+$("load-live").addEventListener("click", loadLive);
+$("closure-file").addEventListener("change", loadClosureFile);
+$("image-file").addEventListener("change", () => useImageFile($("image-file").files[0]));
+$("invert").addEventListener("change", predict);
+$("camera").addEventListener("click", toggleCamera);
+$("snap").addEventListener("click", snap);
+if (!navigator.mediaDevices?.getUserMedia) $("camera").classList.add("hidden");
+listProjects();
