@@ -1,0 +1,68 @@
+"""`mlitb data add` and `mlitb data serve`, as a person runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+
+from mlitb.cli import main
+from mlitb.data.app import create_data_app
+from mlitb.store import FileStore
+from tests.datazips import image_zip
+from tests.helpers import DATASETS, REPO, free_port, serve_app, wait_for_port
+
+
+async def test_data_add_uploads_with_test_zip_or_holdout(tmp_path, monkeypatch, capsys):
+    store = FileStore(tmp_path / "store")
+    train, test = tmp_path / "train.zip", tmp_path / "test.zip"
+    train.write_bytes(image_zip(per_class=6)[0])
+    test.write_bytes(image_zip(per_class=2, seed=5)[0])
+    monkeypatch.setenv("MLITB_ADMIN_TOKEN", "tok")
+    async with serve_app(create_data_app(store, "tok", bootstrap=False)) as url:
+        code = await asyncio.to_thread(main, ["data", "add", str(train), "--server", url, "--test-zip", str(test), "--name", "pets"])
+        assert code == 0
+        out, err = capsys.readouterr()
+        assert "100%" in err and "18 train + 6 test" in err
+        async with httpx.AsyncClient(base_url=url) as client:
+            manifest = (await client.get(f"/datasets/{out.strip()}")).json()
+        assert manifest["name"] == "pets" and manifest["splits"]["test"]["count"] == 6
+
+        args = ["data", "add", str(train), "--server", url, "--holdout", "0.5", "--size", "3x2", "--channels", "3"]
+        assert await asyncio.to_thread(main, args) == 0
+        out, err = capsys.readouterr()
+        assert "3x2x3, 9 train + 9 test" in err
+
+
+async def test_data_add_reports_the_servers_error(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    monkeypatch.setenv("MLITB_ADMIN_TOKEN", "tok")
+    async with serve_app(create_data_app(FileStore(tmp_path / "s"), "tok", bootstrap=False)) as url:
+        assert await asyncio.to_thread(main, ["data", "add", str(bad), "--server", url]) == 1
+    assert "400: bad.zip is not a zip file" in capsys.readouterr().err
+
+
+def test_data_add_needs_the_admin_token(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLITB_ADMIN_TOKEN", raising=False)
+    assert main(["data", "add", str(DATASETS / "mnist-test.zip")]) == 2
+    assert "MLITB_ADMIN_TOKEN" in capsys.readouterr().err
+
+
+async def test_data_serve_runs_alone_with_mnist(tmp_path):
+    port = free_port()
+    env = {**os.environ, "MLITB_ADMIN_TOKEN": "tok", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "mlitb.cli", "data", "serve", "--port", str(port), "--data-dir", str(tmp_path)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(wait_for_port, port, 60.0, process)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            [manifest] = (await client.get("/datasets")).json()["datasets"]
+        assert manifest["name"] == "mnist"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean shutdown
