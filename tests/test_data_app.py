@@ -188,6 +188,13 @@ def _cut_png() -> bytes:
     return whole[: len(whole) // 2]
 
 
+def _corrupted_entry() -> bytes:
+    noise = png(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    whole = bytearray(make_zip({"d/a/1.png": noise, "d/b/1.png": noise}))
+    whole[200:260] = bytes(60)  # inside d/a/1.png's data; the central directory stays intact
+    return bytes(whole)
+
+
 def _with(extra: dict[str, bytes]) -> bytes:
     ok = np.zeros((2, 2), np.uint8)
     return make_zip({"d/a/1.png": png(ok), "d/b/1.png": png(ok), **extra})
@@ -203,6 +210,7 @@ BAD_UPLOADS = {
     "absolute path": (_with({"/etc/a/1.png": b"x"}), {}, "outside the zip", "/etc/a/1.png"),
     "symlink entry": (symlink_zip(), {}, "symbolic link", "d/b/link.png"),
     "no images": (make_zip({"d/a/readme.txt": b"hello"}), {}, "holds no images", "train.zip"),
+    "corrupted entry data": (_corrupted_entry(), {}, "is damaged", "d/a/1.png"),
     "one class": (make_zip({"d/a/1.png": png(np.zeros((2, 2), np.uint8))}), {}, "single class", "train.zip"),
     "image outside a class folder": (_with({"loose.png": b"x"}), {}, "not in a class folder", "loose.png"),
     "undecodable image": (_with({"d/b/2.png": b"\x89PNG garbage"}), {}, "not an image", "d/b/2.png"),

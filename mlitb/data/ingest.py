@@ -9,6 +9,7 @@ shards) and cut into shards of `shard_size` examples.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,7 +74,7 @@ def ingest(
         test_entries = image_entries(test_zip, test, limits) if test is not None else []
         _check_test_classes(test_entries, classes, test)
         first = train_entries[0].info
-        first_image = open_image(train_zip.read(first), first.filename, limits.max_image_pixels)
+        first_image = open_image(_read(train_zip, first), first.filename, limits.max_image_pixels)
         width, height = options.size or first_image.size
         channels = options.channels or channels_of(first_image)
         shape = (height, width, channels)
@@ -169,15 +170,18 @@ def _decode(
     labels = np.empty(len(entries), dtype=np.int64)
     for i, entry in enumerate(entries):
         name = entry.info.filename
-        try:
-            data = archive.read(entry.info)
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-            raise DataError(f"entry {name!r} is damaged ({exc}): zip the dataset again", name) from exc
-        image = open_image(data, name, limits.max_image_pixels)
+        image = open_image(_read(archive, entry.info), name, limits.max_image_pixels)
         pixels[i] = to_array(image, name, width, height, channels)
         labels[i] = index[entry.label]
         counter.step()
     return _Examples(pixels, labels)
+
+
+def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+        raise DataError(f"entry {info.filename!r} is damaged ({exc}): zip the dataset again", info.filename) from exc
 
 
 def _holdout(examples: _Examples, fraction: float, num_classes: int) -> tuple[_Examples, _Examples]:
