@@ -1,0 +1,277 @@
+"""The research closure: one JSON object that holds a trained model and how it came to be.
+
+A closure lets anyone predict with the model (here, in a browser, or in
+ConvNetJS after export) and lets a master resume training exactly where it
+stopped, so it carries the optimizer state and the dataset fingerprint along
+with the parameters. Float arrays are base64 of little-endian float32 so they
+survive JSON bit for bit. `docs/closure.md` is the field-by-field reference;
+loading checks every field and names the one that is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlitb import __version__
+from mlitb.model import Net, SpecError
+from mlitb.optim import OPTIMIZERS, Optimizer, make_optimizer
+
+FORMAT = "mlitb-closure"
+FORMAT_VERSION = 1
+ALGORITHM = "mlitb-synchronous-map-reduce"
+FIELDS = ("format", "format_version", "software", "name", "model", "input_shape", "normalization", "classes",
+          "optimizer", "training", "dataset", "metrics")
+
+
+class ClosureError(ValueError):
+    """A closure field is wrong: `path` names it (e.g. `model.layers[2].filters`), the message says what is expected."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Network input = pixel * scale + offset, pixels being uint8 0..255."""
+
+    scale: float = 1 / 255
+    offset: float = 0.0
+
+
+@dataclass
+class OptimizerRecord:
+    """The optimizer to resume with: its name, hyper-parameters and float32 state arrays."""
+
+    name: str
+    hyper: dict[str, float]
+    state: dict[str, np.ndarray]
+
+
+@dataclass
+class TrainingRecord:
+    """How the parameters were trained: the algorithm, its settings (e.g. iteration_ms) and iterations done."""
+
+    algorithm: str = ALGORITHM
+    iteration: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetFingerprint:
+    """Which data trained the model: dataset id and name, and the content hashes of its shards."""
+
+    id: str = ""
+    name: str = ""
+    shards: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Closure:
+    layers: list[dict[str, Any]]
+    params: np.ndarray
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    normalization: Normalization = Normalization()
+    optimizer: OptimizerRecord | None = None
+    training: TrainingRecord = field(default_factory=TrainingRecord)
+    dataset: DatasetFingerprint = field(default_factory=DatasetFingerprint)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    name: str = ""
+    software_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    def net(self) -> Net:
+        return Net(self.layers)
+
+    def make_optimizer(self) -> Optimizer:
+        """The recorded optimizer with its state loaded, ready to take the next step."""
+        if self.optimizer is None:
+            raise ClosureError("optimizer", "this closure has no optimizer state, so it can predict but not resume")
+        opt = make_optimizer(self.optimizer.name, self.optimizer.hyper, self.net().layout)
+        opt.load_state_dict(self.optimizer.state)
+        return opt
+
+    def to_json(self) -> dict[str, Any]:
+        """The closure as a JSON-ready dict (field order as in docs/closure.md)."""
+        return {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "software": {"name": "mlitb", "version": self.software_version},
+            "name": self.name,
+            "model": {"layers": self.layers, "param_count": int(self.params.size), "params": encode_floats(self.params)},
+            "input_shape": list(self.input_shape),
+            "normalization": {"scale": self.normalization.scale, "offset": self.normalization.offset},
+            "classes": list(self.classes),
+            "optimizer": None if self.optimizer is None else {
+                "name": self.optimizer.name,
+                "hyper": dict(self.optimizer.hyper),
+                "state": {key: encode_floats(value) for key, value in self.optimizer.state.items()},
+            },
+            "training": {"algorithm": self.training.algorithm, "iteration": self.training.iteration,
+                         "settings": self.training.settings},
+            "dataset": {"id": self.dataset.id, "name": self.dataset.name, "shards": list(self.dataset.shards)},
+            "metrics": self.metrics,
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, allow_nan=False)
+
+
+def encode_floats(values: np.ndarray) -> str:
+    """Base64 of the little-endian float32 bytes."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_floats(text: Any, path: str, count: int) -> np.ndarray:
+    """The float32 array `count` long that `text` encodes, or a ClosureError at `path`."""
+    expect = f"base64 of {count} little-endian float32 values ({4 * count} bytes)"
+    if not isinstance(text, str):
+        raise ClosureError(path, f"must be a string, {expect}")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClosureError(path, f"is not valid base64; expected {expect}") from None
+    if len(raw) != 4 * count:
+        raise ClosureError(path, f"must be {expect}, got {len(raw)} bytes")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+def build_closure(net: Net, params: np.ndarray, classes: list[str], *, name: str = "",
+                  optimizer: Optimizer | None = None, normalization: Normalization = Normalization(),
+                  training: TrainingRecord | None = None, dataset: DatasetFingerprint | None = None,
+                  metrics: list[dict[str, Any]] | None = None) -> Closure:
+    """A closure of the current state; checked the same way a loaded one is, so it always loads back."""
+    record = None
+    if optimizer is not None:
+        record = OptimizerRecord(optimizer.name, dict(optimizer.hyper), optimizer.state_dict())
+    closure = Closure(
+        layers=net.layer_defs, params=np.array(params, dtype=np.float32), classes=[str(c) for c in classes],
+        input_shape=net.input_shape, normalization=normalization, optimizer=record,
+        training=training or TrainingRecord(), dataset=dataset or DatasetFingerprint(),
+        metrics=list(metrics or []), name=name)
+    load_closure(closure.to_json())
+    return closure
+
+
+def load_closure(obj_or_text: str | bytes | dict[str, Any]) -> Closure:
+    """Parse and check a closure; a ClosureError names the first wrong field and what it should be."""
+    obj = obj_or_text
+    if isinstance(obj, (str, bytes)):
+        try:
+            obj = json.loads(obj)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ClosureError("(closure)", f"is not valid JSON: {exc}") from None
+    obj = _object(obj, "(closure)")
+    unknown = sorted(set(obj) - set(FIELDS))
+    if unknown:
+        raise ClosureError(unknown[0], f"is not a closure field (fields: {', '.join(FIELDS)})")
+    if obj.get("format") != FORMAT:
+        raise ClosureError("format", f"must be {FORMAT!r}, got {obj.get('format')!r}")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise ClosureError("format_version", f"must be {FORMAT_VERSION} (this mlitb reads version 1), "
+                                             f"got {obj.get('format_version')!r}")
+    software = _object(obj.get("software"), "software")
+    version = _string(software.get("version"), "software.version")
+
+    model = _object(obj.get("model"), "model")
+    try:
+        net = Net(model.get("layers"))
+    except SpecError as exc:
+        path = "model.layers" + ("" if exc.index is None else f"[{exc.index}]") + (f".{exc.field}" if exc.field else "")
+        raise ClosureError(path, exc.message) from None
+    if model.get("param_count") != net.param_count:
+        raise ClosureError("model.param_count", f"must be {net.param_count} for these layers, got {model.get('param_count')!r}")
+    params = decode_floats(model.get("params"), "model.params", net.param_count)
+
+    shape = obj.get("input_shape")
+    if shape != list(net.input_shape):
+        raise ClosureError("input_shape", f"must be [height, width, depth] = {list(net.input_shape)} "
+                                          f"as the input layer says, got {shape!r}")
+    norm = _object(obj.get("normalization"), "normalization")
+    normalization = Normalization(_number(norm.get("scale"), "normalization.scale"),
+                                  _number(norm.get("offset"), "normalization.offset"))
+    if normalization.scale == 0:
+        raise ClosureError("normalization.scale", "must not be 0")
+    classes = obj.get("classes")
+    if not isinstance(classes, list) or len(classes) != net.num_classes or not all(isinstance(c, str) for c in classes):
+        raise ClosureError("classes", f"must be a list of {net.num_classes} class names (strings), got {classes!r}")
+
+    return Closure(
+        layers=model["layers"], params=params, classes=classes, input_shape=net.input_shape,
+        normalization=normalization, optimizer=_optimizer(obj.get("optimizer"), net),
+        training=_training(obj.get("training")), dataset=_dataset(obj.get("dataset")),
+        metrics=_metrics(obj.get("metrics")), name=_string(obj.get("name"), "name", empty=True),
+        software_version=version)
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ClosureError(path, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _string(value: Any, path: str, empty: bool = False) -> str:
+    if not isinstance(value, str) or (not empty and not value):
+        raise ClosureError(path, f"must be a {'' if empty else 'non-empty '}string, got {value!r}")
+    return value
+
+
+def _number(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ClosureError(path, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _optimizer(value: Any, net: Net) -> OptimizerRecord | None:
+    if value is None:
+        return None
+    value = _object(value, "optimizer")
+    name = value.get("name")
+    if name not in OPTIMIZERS:
+        raise ClosureError("optimizer.name", f"must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    hyper = _object(value.get("hyper"), "optimizer.hyper")
+    try:
+        opt = make_optimizer(name, hyper, net.layout)
+    except ValueError as exc:
+        raise ClosureError("optimizer.hyper", str(exc)) from None
+    raw_state = _object(value.get("state"), "optimizer.state")
+    if set(raw_state) != set(opt.state_names):
+        raise ClosureError("optimizer.state", f"{name} state has exactly {list(opt.state_names)}, got {sorted(raw_state)}")
+    state = {key: decode_floats(raw_state[key], f"optimizer.state.{key}", int(np.prod(opt.state[key].shape)))
+             for key in opt.state_names}
+    return OptimizerRecord(name, dict(opt.hyper), state)
+
+
+def _training(value: Any) -> TrainingRecord:
+    value = _object(value, "training")
+    iteration = value.get("iteration")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise ClosureError("training.iteration", f"must be a non-negative integer, got {iteration!r}")
+    return TrainingRecord(_string(value.get("algorithm"), "training.algorithm"), iteration,
+                          _object(value.get("settings"), "training.settings"))
+
+
+def _dataset(value: Any) -> DatasetFingerprint:
+    value = _object(value, "dataset")
+    shards = value.get("shards")
+    if not isinstance(shards, list) or not all(isinstance(s, str) and s for s in shards):
+        raise ClosureError("dataset.shards", f"must be a list of shard hashes (strings), got {shards!r}")
+    return DatasetFingerprint(_string(value.get("id"), "dataset.id", empty=True),
+                              _string(value.get("name"), "dataset.name", empty=True), shards)
+
+
+def _metrics(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise ClosureError("metrics", f"must be a list of objects, got {type(value).__name__}")
+    for i, entry in enumerate(value):
+        _object(entry, f"metrics[{i}]")
+    return value
