@@ -127,14 +127,14 @@ export function drawPixels(canvas, pixels, [h, w, c]) {
   ctx.putImageData(image, 0, 0);
 }
 
+// An <img> of the file; its blob URL lives until the next call (pages show the image).
+let lastUrl = null;
 export function loadImage(file) {
+  if (lastUrl) URL.revokeObjectURL(lastUrl);
   return new Promise((resolve, reject) => {
-    const url = URL.createObjectURL(file);
+    const url = (lastUrl = URL.createObjectURL(file));
     const image = new Image();
-    image.onload = () => {
-      URL.revokeObjectURL(url);
-      resolve(image);
-    };
+    image.onload = () => resolve(image);
     image.onerror = () => reject(new Error(`${file.name} is not an image this browser can read`));
     image.src = url;
   });
