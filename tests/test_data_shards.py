@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
 import zipfile
 import zlib
 
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlitb.data.shards import ShardError, decode_shard, encode_shard
+from tests.helpers import REPO
 
 
 def local_entries(blob: bytes) -> dict[str, bytes]:
@@ -97,3 +99,25 @@ def test_decode_refuses_sizes_that_disagree_with_the_header():
         archive.writestr("labels.u8", bytes(2))
     with pytest.raises(ShardError, match="sizes"):
         decode_shard(out.getvalue())
+
+
+def test_the_browser_client_reads_a_python_shard(tmp_path):
+    """static/js/shards.js (run in Node, same DecompressionStream as browsers) parses our bytes."""
+    pixels, labels = random_shard(np.random.default_rng(3), 9, (5, 4, 3), 300)
+    path = tmp_path / "shard.zip"
+    path.write_bytes(encode_shard(pixels, labels, 300).blob)
+    module = (REPO / "static" / "js" / "shards.js").as_uri()
+    script = (
+        f"import {{ parseShard }} from {json.dumps(module)};"
+        "import { readFileSync } from 'node:fs';"
+        "const s = await parseShard(new Uint8Array(readFileSync(process.argv[1])));"
+        "console.log(JSON.stringify({count: s.count, shape: [s.height, s.width, s.channels],"
+        " pixels: Array.from(s.pixels), labels: Array.from(s.labels)}));"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script, str(path)], capture_output=True, text=True, check=True
+    )
+    parsed = json.loads(result.stdout)
+    assert parsed["count"] == 9 and parsed["shape"] == [5, 4, 3]
+    assert parsed["pixels"] == pixels.ravel().tolist()
+    assert parsed["labels"] == labels.tolist()
