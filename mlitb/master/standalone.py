@@ -44,11 +44,8 @@ def render_closure_page(closure_text: str, static_dir: Path = STATIC_DIR) -> str
 
 
 def _model_name(closure: object) -> str:
-    if isinstance(closure, dict):
-        for value in (closure.get("name"), (closure.get("project") or {}).get("name") if isinstance(closure.get("project"), dict) else None):
-            if isinstance(value, str) and value:
-                return value
-    return "mlitb model"
+    name = closure.get("name") if isinstance(closure, dict) else None
+    return name if isinstance(name, str) and name else "mlitb model"
 
 
 def _collect_modules(static_dir: Path, entry: str) -> dict[str, str]:

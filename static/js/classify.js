@@ -13,33 +13,24 @@ function base64ToBytes(text) {
   return bytes;
 }
 
-// A float32 vector from the closure's encodings: a list of numbers, base64 of
-// little-endian float32 bytes, or {dtype, data|base64}.
-export function decodeFloats(value) {
-  if (Array.isArray(value)) return Float32Array.from(value);
-  if (typeof value === "string") {
-    const bytes = base64ToBytes(value);
-    return new Float32Array(bytes.buffer, 0, bytes.length >> 2);
-  }
-  if (value && typeof value === "object") {
-    if (value.dtype && !/^<?f(loat)?(4|32)$/.test(value.dtype)) throw new ClosureError(`parameters of dtype ${value.dtype} are not supported`);
-    return decodeFloats(value.base64 ?? value.data ?? value.values);
-  }
-  throw new ClosureError("the closure has no parameters");
+// The closure's float arrays: base64 of little-endian float32 bytes (docs/closure.md).
+export function decodeFloats(text) {
+  if (typeof text !== "string") throw new ClosureError("model.params must be base64 of float32 bytes");
+  const bytes = base64ToBytes(text);
+  if (bytes.length % 4) throw new ClosureError("model.params is not a whole number of float32 values");
+  return new Float32Array(bytes.buffer, 0, bytes.length >> 2);
 }
 
 export async function modelFromClosure(closure, { simd = true } = {}) {
-  if (!closure || typeof closure !== "object") throw new ClosureError("a closure is a JSON object");
-  const model = closure.model || closure;
-  const layers = model.layers || closure.layers;
-  if (!Array.isArray(layers)) throw new ClosureError("the closure has no layer definitions");
+  if (!closure || typeof closure !== "object" || closure.format !== "mlitb-closure") throw new ClosureError("this is not an mlitb research closure (format must be \"mlitb-closure\")");
+  const layers = closure.model?.layers;
+  if (!Array.isArray(layers)) throw new ClosureError("the closure has no model.layers");
   const net = await createNet(layers, { simd });
-  const params = decodeFloats(model.params ?? closure.params ?? closure.parameters);
+  const params = decodeFloats(closure.model.params);
   if (params.length !== net.paramCount) throw new ClosureError(`the closure has ${params.length} parameters, its layers need ${net.paramCount}`);
-  const data = closure.data || closure.dataset || {};
-  const classes = closure.classes || data.classes || Array.from({ length: net.numClasses }, (_, i) => String(i));
-  const normalization = closure.normalization || data.normalization || model.normalization || { scale: 1 / 255, offset: 0 };
-  return { net, params, classes, normalization, shape: net.inputShape, name: closure.name || closure.project?.name || "model" };
+  const classes = Array.isArray(closure.classes) ? closure.classes.map(String) : Array.from({ length: net.numClasses }, (_, i) => String(i));
+  const normalization = closure.normalization || { scale: 1 / 255, offset: 0 };
+  return { net, params, classes, normalization, shape: net.inputShape, name: closure.name || "mlitb model" };
 }
 
 // The drawable (image, video frame, canvas) as uint8 pixels of shape [H, W, C]:

@@ -21,7 +21,7 @@ function selectedProject() {
 async function loadProjects() {
   try {
     const [config, projects] = await Promise.all([api.config(), api.projects()]);
-    const wanted = new URLSearchParams(location.search).get("project") || config.default_project;
+    const wanted = selectedProject() || new URLSearchParams(location.search).get("project") || config.default_project;
     const running = projects.filter((p) => p.status === "running");
     const shown = running.length ? running : projects;
     list.replaceChildren();
@@ -35,7 +35,7 @@ async function loadProjects() {
       list.append(
         element("li", {},
           element("label", {},
-            element("input", { type: "radio", name: "project", value: project.id, checked: project.id === chosen.id }),
+            element("input", { type: "radio", name: "project", value: project.id, checked: project.id === chosen.id, disabled: Boolean(boss) }),
             element("div", {},
               element("div", { class: "name", text: project.name || project.id }),
               element("div", { class: "meta", text: [datasetName(project.dataset), `iteration ${formatCount(project.iteration ?? 0)}`, accuracy != null ? `test accuracy ${formatPercent(accuracy)}` : null].filter(Boolean).join(" · ") })),
@@ -136,4 +136,5 @@ list.addEventListener("change", updateDashboardLink);
 button.addEventListener("click", () => (boss ? stop() : contribute()));
 trainersInput.addEventListener("change", () => boss?.setTrainerCount(Number(trainersInput.value) || 1));
 loadProjects();
+setInterval(loadProjects, 5000);
 draw();
