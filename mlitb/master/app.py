@@ -1,0 +1,226 @@
+"""The master's Starlette app: the HTTP API of architecture.md, `/ws`, health, metrics, the UI.
+
+Handlers are thin: they validate (project.py), act through the registry and
+answer JSON. Every error is `{"error": ...}` with a status a client can act
+on; validation errors also name the `field`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from mlitb import __version__
+from mlitb.data.catalog import get_manifest
+from mlitb.master import prometheus
+from mlitb.master.connection import ConnectionStats, serve_connection
+from mlitb.master.project import ValidationError, check_layers, parse_create, parse_patch
+from mlitb.master.registry import Registry
+from mlitb.master.runtime import ProjectRuntime
+from mlitb.master.settings import Settings
+from mlitb.master import allocation as alloc
+from mlitb.master import latency
+from mlitb.store import Store, StoreUnavailable
+
+
+def create_master_app(settings: Settings, store: Store) -> Starlette:
+    """The master on `store`; projects load at startup and get a final checkpoint at shutdown."""
+    registry = Registry(store, settings)
+    stats = ConnectionStats()
+    iteration_range = (settings.min_iteration_ms, settings.max_iteration_ms)
+
+    def admin(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+            raise HTTPException(401, "this action needs the admin token: send 'Authorization: Bearer TOKEN' "
+                                     "(mlitb serve prints it on first start)")
+
+    def project_of(request: Request) -> ProjectRuntime:
+        rt = registry.projects.get(request.path_params["id"])
+        if rt is None:
+            raise HTTPException(404, f"no project {request.path_params['id']!r}; GET /api/projects lists them")
+        return rt
+
+    async def config(request: Request) -> Response:
+        default = registry.default_project()
+        return JSONResponse({"version": __version__, "data_url": settings.data_url,
+                             "default_project": default.id if default else None})
+
+    async def layers_check(request: Request) -> Response:
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
+        net = check_layers(body.get("layers"))
+        layers = [{"type": layer.type, "out_sx": layer.out_shape[1], "out_sy": layer.out_shape[0],
+                   "out_depth": layer.out_shape[2]} for layer in net.layers]
+        return JSONResponse({"param_count": net.param_count, "layers": layers})
+
+    async def list_projects(request: Request) -> Response:
+        return JSONResponse([project_json(rt, detail=False) for rt in registry.projects.values()])
+
+    async def create_project(request: Request) -> Response:
+        admin(request)
+        body = await json_body(request)
+        dataset = body.get("dataset") if isinstance(body, dict) else None
+        manifest = await get_manifest(store, dataset) if isinstance(dataset, str) and dataset else None
+        definition, _net = parse_create(
+            body, dataset_shape=tuple(manifest.shape) if manifest else None,
+            num_classes=len(manifest.classes) if manifest else None,
+            default_eval_every=settings.eval_every, iteration_range=iteration_range)
+        rt = await registry.create(definition)
+        return JSONResponse(project_json(rt, detail=True), status_code=201)
+
+    async def get_project(request: Request) -> Response:
+        return JSONResponse(project_json(project_of(request), detail=True))
+
+    async def patch_project(request: Request) -> Response:
+        admin(request)
+        rt = project_of(request)
+        await registry.update(rt, parse_patch(await json_body(request), rt.definition, iteration_range))
+        return JSONResponse(project_json(rt, detail=True))
+
+    async def delete_project(request: Request) -> Response:
+        admin(request)
+        await registry.delete(project_of(request))
+        return Response(status_code=204)
+
+    async def start_project(request: Request) -> Response:
+        admin(request)
+        rt = project_of(request)
+        await registry.start(rt)
+        return JSONResponse(project_json(rt, detail=True))
+
+    async def pause_project(request: Request) -> Response:
+        admin(request)
+        rt = project_of(request)
+        await registry.pause(rt)
+        return JSONResponse(project_json(rt, detail=True))
+
+    async def project_metrics(request: Request) -> Response:
+        rt = project_of(request)
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            raise ValidationError("since", "must be an integer iteration") from None
+        return JSONResponse([clean(m) for m in rt.metrics if m["iteration"] >= since])
+
+    async def websocket(ws: WebSocket) -> None:
+        await serve_connection(ws, registry, settings, stats)
+
+    async def healthz(request: Request) -> Response:
+        await store.ping()
+        return JSONResponse({"ok": True, "projects": len(registry.projects), "connections": stats.open})
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(prometheus.render(registry.projects.values(), stats),
+                                 media_type="text/plain; version=0.0.4")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await registry.load()
+        yield
+        await registry.close()
+
+    routes = [
+        Route("/api/config", config, methods=["GET"]),
+        Route("/api/layers/check", layers_check, methods=["POST"]),
+        Route("/api/projects", list_projects, methods=["GET"]),
+        Route("/api/projects", create_project, methods=["POST"]),
+        Route("/api/projects/{id}", get_project, methods=["GET"]),
+        Route("/api/projects/{id}", patch_project, methods=["PATCH"]),
+        Route("/api/projects/{id}", delete_project, methods=["DELETE"]),
+        Route("/api/projects/{id}/start", start_project, methods=["POST"]),
+        Route("/api/projects/{id}/pause", pause_project, methods=["POST"]),
+        Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
+        WebSocketRoute("/ws", websocket),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    if settings.static_dir.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
+    handlers = {ValidationError: _validation_error, HTTPException: _http_error, StoreUnavailable: _store_unavailable}
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.registry = registry
+    app.state.stats = stats
+    return app
+
+
+async def json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from exc
+
+
+def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
+    """A project as the API shows it; `detail` adds layers and the worker table."""
+    d = rt.definition
+    result: dict[str, Any] = {
+        "id": d.id, "name": d.name, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
+        "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
+        "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
+        "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
+    }
+    if detail:
+        result["layers"] = d.layers
+        result["workers"] = [worker_json(rt, worker_id) for worker_id in rt.workers]
+    return result
+
+
+def worker_json(rt: ProjectRuntime, worker_id: str) -> dict[str, Any]:
+    worker = rt.workers[worker_id]
+    trainer = rt.allocation.trainers.get(worker_id)
+    rate = latency.examples_per_s(worker.timing)
+    return {
+        "id": worker_id, "kind": worker.info.kind, "engine": worker.info.engine, "cores": worker.info.cores,
+        "role": "trainer", "latency_ms": worker.timing.latency_ms, "budget_ms": worker.budget_ms,
+        "shards_allocated": len(trainer.allocated) if trainer else 0,
+        "shards_cached": len(alloc.work_shards(rt.allocation, worker_id)) if trainer else 0,
+        "examples_per_s": rate, "accepted": worker.accepted, "dropped": worker.dropped, "state": worker.state,
+    }
+
+
+def latest_metrics(rt: ProjectRuntime) -> dict[str, Any] | None:
+    """The last iteration's record, with the latest test figures (evaluation runs every N iterations)."""
+    if not rt.metrics:
+        return None
+    latest = dict(rt.metrics[-1])
+    for record in reversed(rt.metrics):
+        if record.get("test_accuracy") is not None:
+            latest["test_loss"], latest["test_accuracy"] = record["test_loss"], record["test_accuracy"]
+            latest["test_iteration"] = record["iteration"]
+            break
+    return clean(latest)
+
+
+def clean(record: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN: non-finite numbers become null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    return JSONResponse(exc.to_json(), status_code=400)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"the store is unavailable: {exc}"}, status_code=503)

@@ -1,0 +1,143 @@
+"""The per-project event loop: one synchronized map-reduce step per iteration (MLitB 3.3).
+
+At each iteration boundary, in MLitB's order: data (allocate waiting shards),
+join (admit trainers holding data), reduce (apply the running gradient sum of
+the iteration that just closed), latency (measure, set budgets, rebalance),
+broadcast (one params encode for everyone, a small work frame per trainer).
+The iteration is timed by its deadline T, not by waiting for results: it
+closes at the deadline or as soon as every trainer given work has answered or
+left, so a dead worker costs at most one deadline and a fast group is not held
+back. Without an admitted trainer the loop sleeps until one is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from mlitb.master import allocation as alloc
+from mlitb.master import latency
+from mlitb.master.runtime import ProjectRuntime, Window, Worker
+from mlitb.protocol import encode, params_frame, work_frame
+
+AfterReduce = Callable[[ProjectRuntime], None]
+
+
+async def run_project(rt: ProjectRuntime, after_reduce: AfterReduce) -> None:
+    """Iterate until cancelled (pause, delete, shutdown)."""
+    while True:
+        rt.wake.clear()
+        if boundary(rt, time.monotonic(), after_reduce) is None:
+            await rt.wake.wait()
+            continue
+        await wait_window(rt)
+
+
+async def wait_window(rt: ProjectRuntime) -> None:
+    """Until the deadline, or until no trainer given work still owes a result."""
+    window = rt.window
+    assert window is not None
+    while window.waiting:
+        remaining = window.deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        rt.wake.clear()
+        try:
+            await asyncio.wait_for(rt.wake.wait(), remaining)
+        except TimeoutError:
+            return
+
+
+def boundary(rt: ProjectRuntime, now: float, after_reduce: AfterReduce) -> Window | None:
+    """Close the open iteration and open the next; None when there is nobody to work."""
+    closed, rt.window = rt.window, None
+    data_step(rt)
+    join_step(rt)
+    if closed is not None:
+        reduce_step(rt, closed, now)
+        latency_step(rt, closed)
+        after_reduce(rt)
+    rt.window = broadcast_step(rt, now)
+    return rt.window
+
+
+def data_step(rt: ProjectRuntime) -> None:
+    """Shards waiting for a trainer (after a departure, or caches full) get one."""
+    alloc.allocate_pending(rt.allocation)
+    rt.send_assignments()
+
+
+def join_step(rt: ProjectRuntime) -> None:
+    """Trainers enter only here, at a boundary, and only once they hold some of their shards."""
+    for worker_id, worker in rt.workers.items():
+        if not worker.admitted and rt.usable_shards(worker_id):
+            worker.admitted = True
+
+
+def reduce_step(rt: ProjectRuntime, closed: Window, now: float) -> None:
+    """Apply Σgrad/Σcount with the optimizer, record the iteration, move to the next."""
+    total = rt.sum
+    elapsed = max(now - closed.started, 1e-9)
+    if total.count:
+        rt.optimizer.step(rt.params, total.grad, total.count)
+    c = rt.counters
+    c.iterations += 1
+    c.examples += total.count
+    c.accepted += total.contributors
+    c.missed += sum(1 for w in closed.waiting if w in rt.workers)
+    c.last_iteration_s = elapsed
+    c.examples_per_s = total.count / elapsed
+    rt.metrics.append({
+        "iteration": closed.iteration,
+        "time": time.time(),
+        "train_loss": total.loss_sum / total.count if total.count else None,
+        "train_accuracy": total.correct / total.count if total.count else None,
+        "test_loss": None,
+        "test_accuracy": None,
+        "examples_per_s": c.examples_per_s,
+        "workers": total.contributors,
+        "iteration_ms": elapsed * 1000,
+    })
+    del rt.metrics[:-rt.settings.metrics_history]
+    total.reset()
+    rt.iteration = closed.iteration + 1
+
+
+def latency_step(rt: ProjectRuntime, closed: Window) -> None:
+    """Record deadline misses (exclusion follows), then move shares toward measured throughput."""
+    for worker_id, worker in rt.workers.items():
+        if worker_id in closed.waiting:
+            latency.record_miss(worker.timing, closed.iteration)
+            if latency.is_excluded(worker.timing) and worker.timing.excluded_since == closed.iteration:
+                worker.conn.send(encode({"type": "idle", "reason": "excluded"}))
+        alloc.set_throughput(rt.allocation, worker_id, latency.examples_per_s(worker.timing))
+    alloc.rebalance(rt.allocation)
+    rt.send_assignments()
+
+
+def broadcast_step(rt: ProjectRuntime, now: float) -> Window | None:
+    """The same params bytes to every client, work to every admitted trainer with usable shards."""
+    workers = {wid: w for wid, w in rt.workers.items() if w.admitted and rt.usable_shards(wid) and _gets_work(w, rt.iteration)}
+    if not workers:
+        return None
+    frame = params_frame(rt.iteration, rt.params)
+    deadline = now + rt.definition.iteration_ms / 1000
+    for worker_id, worker in rt.workers.items():
+        if worker_id not in workers:
+            worker.conn.send_iteration(frame)
+            continue
+        worker.budget_ms = latency.work_budget_ms(worker.timing, rt.definition.iteration_ms)
+        worker.work_iteration = rt.iteration
+        worker.work_sent_at = now
+        worker.work_deadline = deadline
+        worker.work_answered = False
+        worker.conn.send_iteration(frame, work_frame(rt.iteration, worker.budget_ms, rt.usable_shards(worker_id)))
+    for tracker in rt.trackers.values():
+        tracker.send_iteration(frame)
+    return Window(rt.iteration, now, deadline, set(workers))
+
+
+def _gets_work(worker: Worker, iteration: int) -> bool:
+    """Excluded workers get an occasional probe instead of every iteration's work."""
+    return not latency.is_excluded(worker.timing) or latency.should_probe(worker.timing, iteration)

@@ -1,0 +1,204 @@
+"""A project's definition: what a researcher asked for, validated field by field.
+
+The definition is the persisted, human-readable part of a project (JSON at
+`projects/{id}/definition`); the trained state lives in the checkpoint. Every
+validation error names the field, so the API can answer a 400 a person can fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from mlitb.model import Net, SpecError
+from mlitb.optim import OPTIMIZERS, optimizer_defaults
+
+STATUSES = ("running", "paused")
+DEFAULT_OPTIMIZER = "adagrad"
+# name -> (lowest allowed, highest allowed, lowest inclusive); each optimizer accepts its own subset.
+_HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0.0, 10.0, False),
+    "l1_decay": (0.0, 1.0, True),
+    "l2_decay": (0.0, 1.0, True),
+    "momentum": (0.0, 0.9999, True),
+    "beta1": (0.0, 0.9999, True),
+    "beta2": (0.0, 0.999999, True),
+    "eps": (0.0, 1.0, False),
+}
+MAX_NAME = 200
+
+
+class ValidationError(ValueError):
+    """A request body field is wrong: `field` names it (dotted), `message` says what is allowed.
+
+    For a layer definition, `field` is the layer's field and `extra` holds the layer index.
+    """
+
+    def __init__(self, field: str, message: str, *, text: str | None = None, **extra: Any) -> None:
+        super().__init__(text or f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.extra = extra
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": str(self), "field": self.field, **self.extra}
+
+
+@dataclass(frozen=True)
+class ProjectDef:
+    """Everything a researcher chose for a project, plus its status."""
+
+    id: str
+    name: str
+    dataset: str
+    layers: list[dict[str, Any]]
+    iteration_ms: int
+    optimizer: dict[str, Any]
+    normalization: dict[str, float]
+    eval_every: int
+    seed: int
+    status: str = "paused"
+    created: float = field(default_factory=time.time)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ProjectDef:
+        return cls(**json.loads(data))
+
+    def with_status(self, status: str) -> ProjectDef:
+        return replace(self, status=status)
+
+
+def new_project_id(name: str) -> str:
+    """A short readable id: a slug of the name plus random hex, unique enough for a master."""
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:24].strip("-") or "project"
+    return f"{slug}-{secrets.token_hex(4)}"
+
+
+def check_layers(layers: Any) -> Net:
+    """Build the net or raise ValidationError naming the layer index and field."""
+    try:
+        return Net(layers)
+    except SpecError as exc:
+        # architecture.md: a layer error answers {error, layer, field} with the layer's own field.
+        raise ValidationError(exc.field or "layers", exc.message, text=str(exc), layer=exc.index) from exc
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValidationError("layers", f"not a valid list of layer definitions: {exc}") from exc
+
+
+def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_classes: int | None,
+                 default_eval_every: int, iteration_range: tuple[int, int]) -> tuple[ProjectDef, Net]:
+    """A new project's definition from a POST body; `dataset_shape` None means the dataset does not exist."""
+    body = _object(body, "body")
+    name = _text(body, "name")
+    dataset = _text(body, "dataset")
+    if dataset_shape is None:
+        raise ValidationError("dataset", f"no dataset {dataset!r}; upload it to the data server first (GET /datasets lists them)")
+    net = check_layers(body.get("layers"))
+    if list(net.input_shape) != list(dataset_shape):
+        raise ValidationError("layers", f"the input layer is {list(net.input_shape)} (sy, sx, depth) but dataset "
+                                        f"{dataset!r} holds images of {list(dataset_shape)} (height, width, channels)", layer=0)
+    if net.num_classes != num_classes:
+        raise ValidationError("layers", f"the net has {net.num_classes} classes but dataset {dataset!r} has {num_classes}")
+    status = body.get("status", "paused")
+    if status not in STATUSES:
+        raise ValidationError("status", f"must be one of {', '.join(STATUSES)}")
+    definition = ProjectDef(
+        id=new_project_id(name),
+        name=name,
+        dataset=dataset,
+        layers=body["layers"],
+        iteration_ms=_iteration_ms(body.get("iteration_ms", 1000), iteration_range),
+        optimizer=parse_optimizer(body.get("optimizer", {}), None),
+        normalization=_normalization(body.get("normalization", {"scale": 1 / 255, "offset": 0.0})),
+        eval_every=_int(body.get("eval_every", default_eval_every), "eval_every", 1, 1_000_000),
+        seed=_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
+        status=status,
+    )
+    return definition, net
+
+
+def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
+    """The definition after a PATCH; only the name, T and optimizer hyper-parameters may change."""
+    body = _object(body, "body")
+    allowed = {"name", "iteration_ms", "optimizer"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = _text(body, "name")
+    if "iteration_ms" in body:
+        changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
+    if "optimizer" in body:
+        optimizer = parse_optimizer(body["optimizer"], current.optimizer)
+        if optimizer["name"] != current.optimizer["name"]:
+            raise ValidationError("optimizer.name", "cannot change on an existing project (its state belongs to "
+                                                    f"{current.optimizer['name']}); create a new project instead")
+        changes["optimizer"] = optimizer
+    return replace(current, **changes)
+
+
+def parse_optimizer(raw: Any, base: dict[str, Any] | None) -> dict[str, Any]:
+    """`{name, hyper...}` over `base` (None: the named optimizer's defaults); unknown keys and bad values refused."""
+    raw = _object(raw, "optimizer")
+    name = raw.get("name", base["name"] if base else DEFAULT_OPTIMIZER)
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ValidationError("optimizer.name", f"must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    result: dict[str, Any] = {"name": name, **(base if base and base["name"] == name else optimizer_defaults(name))}
+    for key, value in raw.items():
+        if key == "name":
+            continue
+        if key not in result:
+            allowed = ", ".join(k for k in result if k != "name")
+            raise ValidationError(f"optimizer.{key}", f"unknown hyper-parameter for {name}; it takes {allowed}")
+        low, high, inclusive = _HYPER_RANGES[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value > high or value < low or (value == low and not inclusive):
+            bound = "[" if inclusive else "("
+            raise ValidationError(f"optimizer.{key}", f"must be a number in {bound}{low:g}, {high:g}], got {value!r}")
+        result[key] = float(value)
+    return result
+
+
+def _iteration_ms(value: Any, bounds: tuple[int, int]) -> int:
+    return _int(value, "iteration_ms", bounds[0], bounds[1])
+
+
+def _normalization(raw: Any) -> dict[str, float]:
+    raw = _object(raw, "normalization")
+    result = {"scale": 1 / 255, "offset": 0.0}
+    for key, value in raw.items():
+        if key not in result:
+            raise ValidationError(f"normalization.{key}", "unknown; normalization has 'scale' and 'offset'")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValidationError(f"normalization.{key}", f"must be a finite number, got {value!r}")
+        result[key] = float(value)
+    if result["scale"] == 0:
+        raise ValidationError("normalization.scale", "must not be 0")
+    return result
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationError(name, "must be a JSON object")
+    return value
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        raise ValidationError(name, f"must be a non-empty string of at most {MAX_NAME} characters")
+    return value.strip()
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValidationError(name, f"must be an integer from {low} to {high}, got {value!r}")
+    return value

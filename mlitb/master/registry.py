@@ -1,0 +1,260 @@
+"""The projects a master hosts: in memory while it runs, in the store across restarts.
+
+Persistence is two keys per project: the definition (JSON, small, written on
+every change) and the checkpoint (msgpack, written every `checkpoint_every`
+iterations and on pause and shutdown, encoded in a thread). A restarted
+master loads both and starts again every project whose status was running.
+The registry also runs the side tasks a loop asks for (evaluation,
+checkpoints) so the loop itself never awaits I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlitb.data.catalog import get_manifest
+from mlitb.master import evaluation
+from mlitb.master.checkpoint import Checkpoint
+from mlitb.master.connection import Connection
+from mlitb.master.loop import run_project
+from mlitb.master.project import ProjectDef
+from mlitb.master.runtime import ProjectRuntime
+from mlitb.master.settings import Settings
+from mlitb.model import Net
+from mlitb.optim import make_optimizer
+from mlitb.protocol import Hello, ProtocolError, encode
+from mlitb.store import Store
+
+log = logging.getLogger("mlitb.master")
+
+
+def definition_key(project_id: str) -> str:
+    return f"projects/{project_id}/definition"
+
+
+def checkpoint_key(project_id: str) -> str:
+    return f"projects/{project_id}/checkpoint"
+
+
+@dataclass
+class _SideTasks:
+    """A project's background work: at most one evaluation and one checkpoint write at a time."""
+
+    test_set: evaluation.TestSet | None = None
+    evaluating: asyncio.Task | None = None
+    saving: asyncio.Task | None = None
+    all: set[asyncio.Task] = field(default_factory=set)
+
+
+class Registry:
+    """Every hosted project by id; the lobby WebSocket clients join through."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.projects: dict[str, ProjectRuntime] = {}
+        self._side: dict[str, _SideTasks] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def load(self) -> None:
+        """Every stored project; the running ones start iterating again."""
+        for key in await self.store.keys("projects/"):
+            if not key.endswith("/definition"):
+                continue
+            definition = ProjectDef.from_json(await self.store.get(key))
+            raw = await self.store.get(checkpoint_key(definition.id))
+            try:
+                rt = await self._build(definition, Checkpoint.decode(raw) if raw else None)
+            except LookupError as exc:
+                log.warning("project %s not loaded: %s", definition.id, exc)
+                continue
+            self._add(rt)
+
+    async def close(self) -> None:
+        """Stop every loop and write a final checkpoint; statuses stay as they are, to resume."""
+        for rt in list(self.projects.values()):
+            await self._stop(rt)
+            await self._final_checkpoint(rt)
+
+    # ------------------------------------------------------------ researcher actions
+
+    async def create(self, definition: ProjectDef, checkpoint: Checkpoint | None = None) -> ProjectRuntime:
+        rt = await self._build(definition, checkpoint)
+        await self.store.put(definition_key(definition.id), definition.to_json())
+        await self._checkpoint(rt)
+        self._add(rt)
+        return rt
+
+    async def start(self, rt: ProjectRuntime) -> None:
+        if rt.running:
+            return
+        await self._set_definition(rt, rt.definition.with_status("running"))
+        for worker in rt.workers.values():
+            worker.conn.send(encode({"type": "idle", "reason": "waiting"}))
+        self._launch(rt)
+
+    async def pause(self, rt: ProjectRuntime) -> None:
+        if not rt.running:
+            return
+        await self._set_definition(rt, rt.definition.with_status("paused"))
+        await self._stop(rt)
+        rt.broadcast_idle("paused")
+        await self._final_checkpoint(rt)
+
+    async def update(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
+        """A PATCHed definition; the loop reads T and the optimizer at the next boundary."""
+        if definition.optimizer != rt.definition.optimizer:
+            rt.optimizer.set_hyper(_hyper(definition.optimizer))
+        await self._set_definition(rt, definition)
+
+    async def delete(self, rt: ProjectRuntime) -> None:
+        await self._stop(rt)
+        for task in self._side.pop(rt.id).all:
+            task.cancel()
+        del self.projects[rt.id]
+        for worker in list(rt.workers.values()):
+            worker.conn.close(encode({"type": "error", "code": "unknown_project", "message": "the project was deleted", "fatal": True}))
+        for tracker in list(rt.trackers.values()):
+            tracker.close()
+        await self.store.delete(definition_key(rt.id), checkpoint_key(rt.id))
+
+    def checkpoint_now(self, rt: ProjectRuntime) -> Checkpoint:
+        """A consistent copy of the trained state (what a closure or a checkpoint holds)."""
+        return Checkpoint(
+            iteration=rt.iteration,
+            params=rt.params.copy(),
+            optimizer_state=_copy_state(rt.optimizer.state_dict()),
+            allocation={w: sorted(t.allocated) for w, t in rt.allocation.trainers.items()},
+            metrics=[dict(m) for m in rt.metrics],
+        )
+
+    # ------------------------------------------------------------ the lobby
+
+    def default_project(self) -> ProjectRuntime | None:
+        wanted = self.settings.default_project
+        if wanted in self.projects:
+            return self.projects[wanted]
+        running = [rt for rt in self.projects.values() if rt.running]
+        candidates = running or list(self.projects.values())
+        return min(candidates, key=lambda rt: rt.definition.created) if candidates else None
+
+    def join(self, conn: Connection, hello: Hello) -> ProjectRuntime:
+        rt = self.projects.get(hello.project) if hello.project else self.default_project()
+        if rt is None:
+            raise ProtocolError("unknown_project", f"no project {hello.project!r} on this master (GET /api/projects lists them)", fatal=True)
+        rt.join(conn, hello)
+        return rt
+
+    # ------------------------------------------------------------ internals
+
+    async def _build(self, definition: ProjectDef, checkpoint: Checkpoint | None) -> ProjectRuntime:
+        manifest = await get_manifest(self.store, definition.dataset)
+        if manifest is None:
+            raise LookupError(f"dataset {definition.dataset!r} is not in the store")
+        net = Net(definition.layers)
+        optimizer = make_optimizer(definition.optimizer["name"], _hyper(definition.optimizer), net.layout)
+        if checkpoint is None:
+            params, iteration, metrics = net.init_params(definition.seed), 0, []
+        else:
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+            params, iteration, metrics = checkpoint.params, checkpoint.iteration, checkpoint.metrics
+        if params.shape != (net.param_count,):
+            raise ValueError(f"the checkpoint holds {params.size} parameters, the layers need {net.param_count}")
+        return ProjectRuntime(definition, net, manifest, params, optimizer, iteration, metrics, self.settings)
+
+    def _add(self, rt: ProjectRuntime) -> None:
+        self.projects[rt.id] = rt
+        self._side[rt.id] = _SideTasks()
+        if rt.running:
+            self._launch(rt)
+
+    def _launch(self, rt: ProjectRuntime) -> None:
+        rt.task = asyncio.create_task(run_project(rt, self._after_reduce), name=f"loop-{rt.id}")
+        rt.task.add_done_callback(_log_crash)
+
+    async def _stop(self, rt: ProjectRuntime) -> None:
+        """Cancel the loop; the open iteration's results are discarded, its params stay current."""
+        task, rt.task = rt.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        rt.window = None
+        rt.sum.reset()
+
+    async def _set_definition(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
+        rt.definition = definition
+        await self.store.put(definition_key(rt.id), definition.to_json())
+
+    def _after_reduce(self, rt: ProjectRuntime) -> None:
+        side = self._side[rt.id]
+        if rt.iteration % rt.definition.eval_every == 0 and side.evaluating is None:
+            side.evaluating = self._spawn(side, self._evaluate(rt, side, rt.iteration - 1, rt.params.copy()))
+        if rt.iteration % self.settings.checkpoint_every == 0 and side.saving is None:
+            side.saving = self._spawn(side, self._checkpoint(rt))
+
+    def _spawn(self, side: _SideTasks, coro: Any) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        side.all.add(task)
+        task.add_done_callback(side.all.discard)
+        task.add_done_callback(_log_crash)
+        return task
+
+    async def _evaluate(self, rt: ProjectRuntime, side: _SideTasks, iteration: int, params: np.ndarray) -> None:
+        """Test loss and accuracy of the params after `iteration`, written into that iteration's record."""
+        try:
+            if side.test_set is None:
+                side.test_set = await evaluation.load_test_set(
+                    self.store, rt.manifest, rt.definition.normalization, self.settings.eval_max_examples)
+            result = await asyncio.to_thread(evaluation.evaluate, rt.net, params, side.test_set)
+            for record in reversed(rt.metrics):
+                if record["iteration"] == iteration:
+                    record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
+                    break
+        finally:
+            side.evaluating = None
+
+    async def _final_checkpoint(self, rt: ProjectRuntime) -> None:
+        """After the loop stopped: let a periodic write finish first, so the last state wins."""
+        side = self._side.get(rt.id)
+        if side is not None and side.saving is not None:
+            with contextlib.suppress(Exception):
+                await side.saving
+        await self._checkpoint(rt)
+
+    async def _checkpoint(self, rt: ProjectRuntime) -> None:
+        """Snapshot on the loop (consistent), encode in a thread (P floats), then write."""
+        side = self._side.get(rt.id)
+        snapshot = self.checkpoint_now(rt)
+        try:
+            blob = await asyncio.to_thread(snapshot.encode)
+            await self.store.put(checkpoint_key(rt.id), blob)
+        finally:
+            if side is not None:
+                side.saving = None
+
+
+def _hyper(optimizer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in optimizer.items() if k != "name"}
+
+
+def _copy_state(state: Any) -> Any:
+    if isinstance(state, np.ndarray):
+        return state.copy()
+    if isinstance(state, dict):
+        return {k: _copy_state(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_copy_state(v) for v in state]
+    return state
+
+
+def _log_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task %s failed", task.get_name(), exc_info=task.exception())

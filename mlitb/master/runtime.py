@@ -1,0 +1,251 @@
+"""A project while the master hosts it: parameters, workers, the open iteration, counters.
+
+The arrival side lives here: what happens when a client joins, reports its
+cache, sends a result, or leaves. Every handler is synchronous and O(P) at
+most, so it runs on the event loop between the loop task's awaits and needs
+no locks. The iteration steps themselves are in loop.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlitb.data.manifest import Manifest
+from mlitb.master import allocation as alloc
+from mlitb.master import latency
+from mlitb.master.connection import Connection
+from mlitb.master.project import ProjectDef
+from mlitb.master.settings import Settings
+from mlitb.model import Net
+from mlitb.protocol import PROTOCOL_VERSION, ClientInfo, Hello, ProtocolError, Result, encode, params_frame
+
+
+@dataclass
+class Worker:
+    """A connected trainer and its outstanding work (`work_*` describe the last `work` sent)."""
+
+    conn: Connection
+    info: ClientInfo
+    timing: latency.WorkerTiming = field(default_factory=latency.WorkerTiming)
+    admitted: bool = False
+    work_iteration: int | None = None
+    work_sent_at: float = 0.0
+    work_deadline: float = 0.0
+    work_answered: bool = False
+    budget_ms: int = 0
+    accepted: int = 0
+    dropped: int = 0
+
+    @property
+    def state(self) -> str:
+        if latency.is_excluded(self.timing):
+            return "excluded"
+        return "training" if self.admitted else "waiting"
+
+
+@dataclass
+class GradientSum:
+    """One running sum of the results of the open iteration: O(P) memory whatever the worker count."""
+
+    grad: np.ndarray
+    count: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    contributors: int = 0
+
+    @classmethod
+    def zeros(cls, size: int) -> GradientSum:
+        return cls(np.zeros(size, np.float32))
+
+    def add(self, result: Result) -> None:
+        np.add(self.grad, result.grad_sum, out=self.grad)
+        self.count += result.count
+        self.loss_sum += result.loss_sum
+        self.correct += result.correct
+        self.contributors += 1
+
+    def reset(self) -> None:
+        self.grad.fill(0)
+        self.count = self.correct = self.contributors = 0
+        self.loss_sum = 0.0
+
+
+@dataclass
+class Window:
+    """The open iteration: results for `iteration` count until `deadline` (monotonic seconds)."""
+
+    iteration: int
+    started: float
+    deadline: float
+    waiting: set[str]
+
+
+@dataclass
+class Counters:
+    """Totals for /metrics and the API."""
+
+    iterations: int = 0
+    examples: int = 0
+    accepted: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> results not applied
+    missed: int = 0  # work sent whose result did not arrive by the deadline
+    last_iteration_s: float = 0.0
+    examples_per_s: float = 0.0
+
+
+class ProjectRuntime:
+    """One hosted project. Built by the registry from a definition and a checkpoint."""
+
+    def __init__(self, definition: ProjectDef, net: Net, manifest: Manifest, params: np.ndarray,
+                 optimizer: Any, iteration: int, metrics: list[dict[str, Any]], settings: Settings) -> None:
+        self.definition = definition
+        self.net = net
+        self.manifest = manifest
+        self.params = params
+        self.optimizer = optimizer
+        self.iteration = iteration
+        self.metrics = metrics
+        self.settings = settings
+        self.workers: dict[str, Worker] = {}
+        self.trackers: dict[str, Connection] = {}
+        self.allocation = alloc.Allocation()
+        alloc.add_shards(self.allocation, {ref.id: ref.count for ref in manifest.train.shards})
+        self.sum = GradientSum.zeros(net.param_count)
+        self.window: Window | None = None
+        self.counters = Counters()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------ queries
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+    @property
+    def param_count(self) -> int:
+        return self.net.param_count
+
+    @property
+    def running(self) -> bool:
+        return self.definition.status == "running"
+
+    def usable_shards(self, worker_id: str) -> list[str]:
+        return alloc.work_shards(self.allocation, worker_id)
+
+    # ------------------------------------------------------------ arrivals
+
+    def join(self, conn: Connection, hello: Hello) -> None:
+        """Welcome a client; a trainer also gets its allocation."""
+        conn.send(self._welcome(conn.id, hello.role))
+        conn.send_iteration(params_frame(self.iteration, self.params))
+        if hello.role == "tracker":
+            self.trackers[conn.id] = conn
+            return
+        self.workers[conn.id] = Worker(conn, hello.client)
+        alloc.add_trainer(self.allocation, conn.id, self.settings.cache_shards, self._train_ids(hello.cached))
+        self.send_assignments()
+        conn.send(encode({"type": "idle", "reason": "waiting" if self.running else "paused"}))
+        self.wake.set()
+
+    def on_cached(self, conn: Connection, shards: tuple[str, ...]) -> None:
+        if conn.id in self.workers:
+            alloc.record_cached(self.allocation, conn.id, self._train_ids(shards))
+            self.wake.set()
+
+    def on_state(self, conn: Connection, hidden: bool) -> None:
+        if conn.id in self.workers:
+            latency.record_state(self.workers[conn.id].timing, hidden)
+
+    def on_result(self, conn: Connection, result: Result) -> None:
+        """Add a valid result to the running sum, or count why it is not applied.
+
+        Any answer to the worker's last work, on time or not, feeds its
+        latency estimates: a late result is exactly what they must learn from.
+        """
+        worker = self.workers.get(conn.id)
+        if worker is None:
+            raise ProtocolError("unexpected", "only trainers send results")
+        now = time.monotonic()
+        if result.iteration == worker.work_iteration and not worker.work_answered:
+            worker.work_answered = True
+            latency.record_result(
+                worker.timing, sent_ms=worker.work_sent_at * 1000, received_ms=now * 1000,
+                compute_ms=result.compute_ms, count=result.count,
+                deadline_ms=worker.work_deadline * 1000, budget_ms=worker.budget_ms,
+            )
+        reason = self._reject_reason(conn.id, result, now)
+        if reason is not None:
+            self.counters.dropped[reason] += 1
+            worker.dropped += 1
+            return
+        self.sum.add(result)
+        worker.accepted += 1
+        assert self.window is not None
+        self.window.waiting.discard(conn.id)
+        if not self.window.waiting:
+            self.wake.set()
+
+    def leave(self, conn: Connection) -> None:
+        """A client went away: its shards go to the others now, and the loop stops waiting for it."""
+        self.trackers.pop(conn.id, None)
+        if self.workers.pop(conn.id, None) is None:
+            return
+        alloc.remove_trainer(self.allocation, conn.id)
+        self.send_assignments()
+        if self.window is not None:
+            self.window.waiting.discard(conn.id)
+        self.wake.set()
+
+    # ------------------------------------------------------------ helpers
+
+    def send_assignments(self) -> None:
+        """Tell every trainer whose allocation changed its complete allocation."""
+        counts = self.allocation.shard_counts
+        sizes = {ref.id: ref.bytes for ref in self.manifest.train.shards}
+        for worker_id in alloc.take_changed(self.allocation):
+            shards = [{"id": s, "count": counts[s], "bytes": sizes[s]} for s in alloc.assigned_shards(self.allocation, worker_id)]
+            self.workers[worker_id].conn.send(encode({"type": "assign", "shards": shards}))
+
+    def broadcast_idle(self, reason: str) -> None:
+        frame = encode({"type": "idle", "reason": reason})
+        for worker in self.workers.values():
+            worker.conn.send(frame)
+
+    def _reject_reason(self, worker_id: str, result: Result, now: float) -> str | None:
+        window = self.window
+        if window is None or result.iteration < window.iteration:
+            return "old"
+        if result.iteration > window.iteration or worker_id not in window.waiting:
+            return "unsolicited"
+        if now > window.deadline:
+            return "late"
+        return None
+
+    def _train_ids(self, shards: tuple[str, ...]) -> set[str]:
+        return {s for s in shards if s in self.allocation.shard_counts}
+
+    def _welcome(self, client_id: str, role: str) -> bytes:
+        d, m = self.definition, self.manifest
+        return encode({
+            "type": "welcome",
+            "protocol": PROTOCOL_VERSION,
+            "client_id": client_id,
+            "role": role,
+            "project": {
+                "id": d.id, "name": d.name, "layers": d.layers, "param_count": self.param_count,
+                "num_classes": self.net.num_classes, "input_shape": list(self.net.input_shape),
+                "normalization": d.normalization, "iteration_ms": d.iteration_ms, "status": d.status,
+            },
+            "dataset": {
+                "id": m.id, "url": self.settings.data_url, "classes": list(m.classes), "shape": list(m.shape),
+                "test": [{"id": r.id, "count": r.count, "bytes": r.bytes} for r in m.test.shards],
+            },
+            "limits": {"max_frame_bytes": self.settings.max_frame_bytes, "cache_shards": self.settings.cache_shards},
+        })

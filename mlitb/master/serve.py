@@ -1,0 +1,155 @@
+"""`mlitb serve`: the whole system in one process, ready to train on first start.
+
+The master and the data server run as two uvicorn servers in one asyncio
+loop on two ports (in production they run as separate processes). First
+start ingests the shipped MNIST, creates a running demo project on it and
+prints a fresh admin token once; later starts resume whatever the store
+holds. SIGINT/SIGTERM stop both servers gracefully, which writes every
+project's final checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import uvicorn
+
+from mlitb.data.app import create_data_app
+from mlitb.data.catalog import ensure_shipped_datasets, list_datasets
+from mlitb.master.app import create_master_app
+from mlitb.master.project import parse_create
+from mlitb.master.registry import definition_key
+from mlitb.master.settings import Settings
+from mlitb.store import Store, StoreError, StoreUnavailable, open_store
+
+TOKEN_KEY = "master/admin_token"
+DEMO_LAYERS = [
+    {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
+    {"type": "conv", "sx": 5, "filters": 8, "stride": 1, "pad": 2, "activation": "relu"},
+    {"type": "pool", "sx": 2, "stride": 2},
+    {"type": "conv", "sx": 5, "filters": 16, "stride": 1, "pad": 2, "activation": "relu"},
+    {"type": "pool", "sx": 3, "stride": 3},
+    {"type": "softmax", "num_classes": 10},
+]
+DEMO_ITERATION_MS = 1500
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to `run`, which stops both servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_serve(args))
+    except (StoreUnavailable, StoreError) as exc:
+        print(f"mlitb serve: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    store = await open_store(args.data_dir, args.redis)
+    try:
+        token = await admin_token(store)
+        public_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        master_url = f"http://{public_host}:{args.port}"
+        data_url = os.environ.get("MLITB_DATA_URL") or f"http://{public_host}:{args.data_port}"
+        settings = Settings(admin_token=token, data_url=data_url)
+        print("mlitb: preparing the shipped datasets (first start takes a few seconds)...", flush=True)
+        await ensure_shipped_datasets(store)
+        await ensure_demo_project(store, settings)
+        master = _Server(_config(create_master_app(settings, store), args.host, args.port, settings))
+        data = _Server(_config(create_data_app(store, token, bootstrap=False), args.host, args.data_port, settings))
+        servers = [master, data]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _stop, servers)
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        workers: list[subprocess.Popen] = []
+        try:
+            while not all(server.started for server in servers):
+                if any(task.done() for task in tasks):
+                    _stop(servers)
+                    await asyncio.gather(*tasks)
+                    print("mlitb serve: a server could not start (is the port in use?)", file=sys.stderr)
+                    return 1
+                await asyncio.sleep(0.05)
+            print(f"mlitb: master at {master_url}/  data server at {data_url}/", flush=True)
+            workers = [_start_worker(master_url) for _ in range(args.workers)]
+            await asyncio.gather(*tasks)
+        finally:
+            _stop_workers(workers)
+        return 0
+    finally:
+        await store.close()
+
+
+async def admin_token(store: Store) -> str:
+    """MLITB_ADMIN_TOKEN, else the stored one, else a new one printed this once."""
+    if os.environ.get("MLITB_ADMIN_TOKEN"):
+        return os.environ["MLITB_ADMIN_TOKEN"]
+    stored = await store.get(TOKEN_KEY)
+    if stored:
+        print("mlitb: admin token: the one printed on first start (or set MLITB_ADMIN_TOKEN)", flush=True)
+        return stored.decode()
+    token = secrets.token_urlsafe(24)
+    await store.put(TOKEN_KEY, token.encode())
+    print(f"mlitb: admin token (shown once, keep it): {token}", flush=True)
+    return token
+
+
+async def ensure_demo_project(store: Store, settings: Settings) -> None:
+    """A running MNIST convnet project when the store has no project, so a newcomer sees training."""
+    if await store.keys("projects/"):
+        return
+    mnist = [m for m in await list_datasets(store) if m.name == "mnist"]
+    if not mnist:
+        return
+    manifest = mnist[0]
+    definition, _net = parse_create(
+        {"name": "MNIST demo", "dataset": manifest.id, "layers": DEMO_LAYERS, "iteration_ms": DEMO_ITERATION_MS,
+         "optimizer": {"name": "adagrad", "learning_rate": 0.01, "l2_decay": 0.001}, "status": "running"},
+        dataset_shape=tuple(manifest.shape), num_classes=len(manifest.classes),
+        default_eval_every=settings.eval_every, iteration_range=(settings.min_iteration_ms, settings.max_iteration_ms))
+    await store.put(definition_key(definition.id), definition.to_json())
+    print(f"mlitb: created the demo project {definition.id!r} on {manifest.id}", flush=True)
+
+
+def _config(app, host: str, port: int, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on",
+        ws_max_size=settings.max_frame_bytes, ws_ping_interval=settings.ping_interval_s,
+        ws_ping_timeout=settings.ping_timeout_s,
+    )
+
+
+def _stop(servers: list[uvicorn.Server]) -> None:
+    for server in servers:
+        server.should_exit = True
+
+
+def _start_worker(master_url: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mlitb.cli", "worker", "--master", master_url])
+
+
+def _stop_workers(workers: list[subprocess.Popen]) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in workers:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

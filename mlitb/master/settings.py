@@ -1,0 +1,38 @@
+"""Every limit and default of the master in one place, so tests and `mlitb serve` set them explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The master's configuration. Only `admin_token` and `data_url` have no sensible default."""
+
+    admin_token: str
+    data_url: str
+    # WebSocket trust limits: protocol.md `welcome.limits` and error codes.
+    max_frame_bytes: int = 64 * 1024 * 1024
+    max_connections: int = 1000
+    max_bad_frames: int = 10
+    max_grad_norm_per_example: float = 1e4
+    cache_shards: int = 64
+    # A slow client gets at most this many undelivered control frames before it is dropped;
+    # per-iteration frames (params, work) are coalesced, so they never pile up.
+    max_pending_frames: int = 256
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    # Projects.
+    min_iteration_ms: int = 100
+    max_iteration_ms: int = 60_000
+    eval_every: int = 10
+    eval_max_examples: int = 2000
+    checkpoint_every: int = 20
+    metrics_history: int = 100_000
+    default_project: str | None = None
+    # Budgets before the latency module has measured a worker.
+    min_budget_ms: int = 50
+    static_dir: Path = STATIC_DIR
