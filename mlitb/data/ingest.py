@@ -11,6 +11,7 @@ from __future__ import annotations
 import zipfile
 import zlib
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -67,7 +68,7 @@ def ingest(
     progress: Progress | None = None,
 ) -> IngestedDataset:
     """Decode, split, shard: the whole dataset, or a DataError naming what is wrong."""
-    with open_archive(train) as train_zip, _maybe_open(test) as test_zip:
+    with open_archive(train) as train_zip, (open_archive(test) if test else nullcontext()) as test_zip:
         train_entries = image_entries(train_zip, train, limits)
         classes = tuple(sorted({entry.label for entry in train_entries}))
         _check_classes(classes, train, limits)
@@ -88,7 +89,7 @@ def ingest(
         index = {name: i for i, name in enumerate(classes)}
         counter = _Counter(len(train_entries) + len(test_entries), progress)
         train_set = _decode(train_zip, train_entries, index, shape, limits, counter)
-        test_set = _decode(test_zip, test_entries, index, shape, limits, counter) if test_zip else None
+        test_set = _decode(test_zip, test_entries, index, shape, limits, counter) if test_zip is not None else None
     if test_set is None:
         train_set, test_set = _holdout(train_set, options.holdout, len(classes))
     name = options.name or PurePosixPath(train.filename).stem
@@ -106,20 +107,6 @@ def ingest(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return IngestedDataset(manifest=manifest, shards=shards)
-
-
-class _maybe_open:
-    """`open_archive` for an optional second zip, usable in one `with` with the first."""
-
-    def __init__(self, upload: ZipInput | None) -> None:
-        self.archive = open_archive(upload) if upload is not None else None
-
-    def __enter__(self) -> zipfile.ZipFile | None:
-        return self.archive
-
-    def __exit__(self, *exc: object) -> None:
-        if self.archive is not None:
-            self.archive.close()
 
 
 def _check_classes(classes: tuple[str, ...], upload: ZipInput, limits: Limits) -> None:
