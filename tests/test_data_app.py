@@ -49,12 +49,23 @@ async def download_split(client, manifest: dict, split: str) -> tuple[np.ndarray
     return (np.concatenate(pixels) if pixels else np.empty(shape, np.uint8)), labels
 
 
-async def trace(store: Store) -> tuple[list[str], list[str]]:
-    """What a request could leave behind: the store's keys and, for files, every file on disk."""
+def open_files() -> list[str]:
+    """Files (not sockets or pipes) this process holds open: the server runs in it, so its upload temp files show."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return sorted(t for t in targets if t.startswith("/") and not t.startswith(("/dev/", "/proc/")))
+
+
+async def trace(store: Store) -> tuple[list[str], list[str], list[str]]:
+    """What a request could leave behind: store keys, files under a file store, open temp files."""
     files = []
     if isinstance(store, FileStore):
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(store.root) for f in names)
-    return await store.keys(), files
+    return await store.keys(), files, open_files()
 
 
 async def test_round_trip_with_test_zip(server, store):
@@ -237,6 +248,16 @@ async def test_bad_upload_is_a_clear_400_and_leaves_no_trace(server, store, case
         assert response.json()["file"] == file
     assert await trace(store) == before
     assert [d["id"] for d in (await server.get("/datasets")).json()["datasets"]] == [kept["id"]]
+
+
+async def test_bad_upload_spooled_to_disk_leaves_no_open_temp_file(store):
+    """Over 1 MiB, the upload goes to a temporary file on disk; a refusal must close (and so remove) it."""
+    async with serve_app(create_data_app(store, TOKEN, bootstrap=False)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            before = await trace(store)
+            response = await upload(client, np.random.default_rng(0).bytes(3 << 20), test=b"x" * (2 << 20))
+            assert response.status_code == 400 and "not a zip" in response.json()["error"]
+            assert await trace(store) == before
 
 
 async def test_test_zip_with_unknown_class_is_refused(server, store):
