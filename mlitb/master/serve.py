@@ -16,6 +16,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    try:
+        sockets = [_listen(args.host, args.port), _listen(args.host, args.data_port)]
+    except OSError as exc:
+        print(f"mlitb serve: cannot listen on {args.host} ports {args.port} and {args.data_port}: {exc.strerror} "
+              "(choose others with --port and --data-port)", file=sys.stderr)
+        return 1
     store = await open_store(args.data_dir, args.redis)
     try:
         token = await admin_token(store)
@@ -75,14 +82,13 @@ async def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _stop, servers)
-        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in zip(servers, sockets)]
         workers: list[subprocess.Popen] = []
         try:
             while not all(server.started for server in servers):
                 if any(task.done() for task in tasks):
                     _stop(servers)
                     await asyncio.gather(*tasks)
-                    print("mlitb serve: a server could not start (is the port in use?)", file=sys.stderr)
                     return 1
                 await asyncio.sleep(0.05)
             print(f"mlitb: master at {master_url}/  data server at {data_url}/", flush=True)
@@ -93,6 +99,20 @@ async def _serve(args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+        for sock in sockets:
+            sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before the slow first-start work, so a taken port fails at once and clearly."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def admin_token(store: Store) -> str:
