@@ -299,5 +299,5 @@ class Trainer:
             raise FatalError(f"{message.get('code')}: {message.get('message')}")
 
     def _set(self, **changes: Any) -> None:
-        self._progress = replace(self._progress, results=self.results, **changes)
+        self._progress = replace(self._progress, **{"results": self.results, **changes})
         self.report(self._progress)
