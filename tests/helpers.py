@@ -10,12 +10,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import uvicorn
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 DATASETS = REPO / "datasets"
 
 
@@ -81,3 +83,19 @@ def redis_server() -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def poll_until(condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.1) -> T:
+    """Call `condition` every `interval` s until it returns something truthy; return that.
+
+    For waiting on a real process through its API (e.g. "the master shows iteration 20"):
+    bounded in time, and the TimeoutError says what never happened.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(interval)
