@@ -7,6 +7,7 @@ import pytest
 
 from mlitb.model import Net, mulberry32
 from mlitb.model import ops
+from mlitb.model.memory import retain_freed_memory
 from mlitb.model.spec import expand
 
 
@@ -157,3 +158,8 @@ def test_bad_inputs_are_rejected():
         net.gradient(params, x, np.array([0, 1, 3]))
     with pytest.raises(ValueError, match="labels must be 3 integers"):
         net.gradient(params, x, np.array([0.0, 1.0, 2.0]))
+
+
+def test_engine_keeps_freed_memory_for_its_next_batch():
+    Net(NETS["fc"])
+    assert retain_freed_memory()  # glibc on the machines we run on; the speed of every batch depends on it

@@ -65,25 +65,25 @@ def conv_forward(layer: Layer, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> t
 
 def conv_backward(layer: Layer, dout: np.ndarray, cols: np.ndarray, w: np.ndarray,
                   dw: np.ndarray, db: np.ndarray, in_shape: tuple[int, ...], need_dx: bool) -> np.ndarray | None:
-    """Filter and bias gradients by matmul; the input gradient one window offset at a time.
+    """Filter and bias gradients by matmul; the input gradient by one matmul and a scatter per window offset.
 
-    Per offset, (N*out positions, out_depth) @ (out_depth, C) lands contiguous
-    and is added onto a strided slice of the padded input: much faster than
-    forming all columns' gradients and scattering their short runs.
+    The column gradients are formed transposed, (sy, sx, C, N, out_sy, out_sx),
+    and added into a (C, N, H, W) buffer, so every add runs over contiguous
+    rows instead of C-long runs (several times faster); one transpose at the end.
     """
     n, h, wd, c = in_shape
-    out_depth = layer.out_shape[2]
+    out_sy, out_sx, out_depth = layer.out_shape
     d2 = dout.reshape(-1, out_depth)
     dw[:] = (cols.T @ d2).T.reshape(dw.shape)  # this orientation keeps BLAS fast for either cols layout
-    db[:] = d2.sum(axis=0)
+    db[:] = np.ones(d2.shape[0], dtype=d2.dtype) @ d2  # a BLAS call; a column sum is ~20x slower here
     if not need_dx:
         return None
     p = layer.pad
-    wk = w.reshape(out_depth, layer.sy * layer.sx, c)
-    dxp = np.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=dout.dtype)
+    dcols = (w.reshape(out_depth, -1).T @ d2.T).reshape(layer.sy * layer.sx, c, n, out_sy, out_sx)
+    dxp = np.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=dout.dtype)
     for k, ys, xs in _offsets(layer):
-        dxp[:, ys, xs, :] += (d2 @ wk[:, k, :]).reshape(dout.shape[:3] + (c,))
-    return dxp[:, p:p + h, p:p + wd, :]
+        dxp[:, :, ys, xs] += dcols[k]
+    return dxp[:, :, p:p + h, p:p + wd].transpose(1, 2, 3, 0)
 
 
 def pool_forward(layer: Layer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
