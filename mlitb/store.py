@@ -137,7 +137,8 @@ class FileStore(Store):
 
     def _list_keys(self, prefix: str) -> list[str]:
         found = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        start = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        for dirpath, _dirs, files in os.walk(start):
             for name in files:
                 if name.startswith(".tmp-"):
                     continue
