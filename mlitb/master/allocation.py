@@ -50,7 +50,8 @@ class Allocation:
 
     `allocated_to[shard]` is a trainer id or None (to be allocated);
     `cached_by[shard]` is the set of trainers whose last report listed it;
-    `changed` collects trainers whose allocation changed since `take_changed`.
+    `changed` collects trainers whose allocation changed since `take_changed`;
+    `rebalancing` is set while `rebalance` is moving shards toward its band.
     """
 
     shard_counts: dict[str, int] = field(default_factory=dict)
@@ -58,6 +59,7 @@ class Allocation:
     cached_by: dict[str, set[str]] = field(default_factory=dict)
     trainers: dict[str, Trainer] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
+    rebalancing: bool = False
 
 
 # ---------------------------------------------------------------- queries
@@ -137,12 +139,14 @@ def target_examples(alloc: Allocation) -> dict[str, float]:
     return targets
 
 
-def is_balanced(alloc: Allocation, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+def is_balanced(
+    alloc: Allocation, tolerance: float = DEFAULT_TOLERANCE, shard_slack: float = 1.0
+) -> bool:
     """Whether every trainer's load is within tolerance of its fair share.
 
-    The slack is `tolerance x share` plus one shard (the largest), because
-    shards are indivisible. A trainer under its share with a full cache
-    counts as balanced: it cannot take more.
+    The slack is `tolerance x share` plus `shard_slack` of the largest shard,
+    because shards are indivisible. A trainer under its share with a full
+    cache counts as balanced: it cannot take more.
     """
     if not alloc.trainers or not alloc.shard_counts:
         return True
@@ -150,7 +154,7 @@ def is_balanced(alloc: Allocation, tolerance: float = DEFAULT_TOLERANCE) -> bool
     targets = target_examples(alloc)
     for trainer_id, trainer in alloc.trainers.items():
         deviation = load_examples(alloc, trainer_id) - targets[trainer_id]
-        slack = tolerance * targets[trainer_id] + largest
+        slack = tolerance * targets[trainer_id] + shard_slack * largest
         if deviation > slack:
             return False
         if -deviation > slack and _room(trainer) > 0:
@@ -181,7 +185,7 @@ def add_shards(alloc: Allocation, shard_counts: Mapping[str, int]) -> set[str]:
 
 
 def remove_shards(alloc: Allocation, shard_ids: Iterable[str]) -> set[str]:
-    """Forget shards (a dataset went away); their trainers' allocations shrink."""
+    """Forget shards (a dataset went away); the room they free takes waiting shards."""
     changed: set[str] = set()
     for shard_id in list(shard_ids):
         if shard_id not in alloc.shard_counts:
@@ -193,7 +197,7 @@ def remove_shards(alloc: Allocation, shard_ids: Iterable[str]) -> set[str]:
         del alloc.shard_counts[shard_id]
         del alloc.cached_by[shard_id]
     alloc.changed |= changed
-    return changed
+    return changed | allocate_pending(alloc)
 
 
 def allocate_pending(alloc: Allocation) -> set[str]:
@@ -307,21 +311,28 @@ def rebalance(
 ) -> set[str]:
     """Move shards toward throughput-proportional shares, with hysteresis.
 
-    Nothing moves while `is_balanced(alloc, tolerance)`: measured throughput
-    wobbles, and every move costs a download. Once out of balance, at most
-    `max_moves` shards move per call, each from the trainer most above its
-    share to the one most below it (with cache room), and only if the move
-    lowers the summed deviation from the shares; a shard the receiver
-    already caches is preferred. Repeated calls therefore converge to
-    `is_balanced` and then stop.
+    Measured throughput wobbles and every move costs a download, so moving
+    starts only when `is_balanced(alloc, tolerance)` fails, and then goes on
+    (over several calls: at most `max_moves` shards per call, i.e. per
+    iteration) until the loads are within `tolerance / 2` and half a shard,
+    a band that a small throughput change does not leave. Each move takes a shard from the
+    trainer most above its share to the one most below it (with cache room),
+    preferring a shard the receiver already caches, and only if the move
+    lowers their summed deviation; so the moves end and the loads converge.
     """
-    if is_balanced(alloc, tolerance):
-        return set()
+    if not alloc.rebalancing:
+        if is_balanced(alloc, tolerance):
+            return set()
+        alloc.rebalancing = True
     changed: set[str] = set()
     targets = target_examples(alloc)
     for _ in range(max_moves):
+        if is_balanced(alloc, tolerance / 2, shard_slack=0.5):
+            alloc.rebalancing = False
+            break
         move = _best_rebalance_move(alloc, targets)
         if move is None:
+            alloc.rebalancing = False
             break
         shard_id, receiver = move
         _move(alloc, shard_id, receiver, changed)
