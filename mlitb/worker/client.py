@@ -134,14 +134,16 @@ class Trainer:
             self._welcomed = False
             try:
                 await self._session(stop)
+                reason = "the master closed the connection"
             except FatalError:
                 raise
             except (OSError, TimeoutError, websockets.WebSocketException, ProtocolError) as exc:
-                self.say(f"trainer {self.options.slot}: connection lost ({type(exc).__name__}: {exc})")
+                reason = f"connection lost ({type(exc).__name__}: {exc})"
             if stop.is_set():
                 break
             attempt = 0 if self._welcomed else attempt + 1
             delay = backoff_delay(attempt, self.options.backoff_base_s, self.options.backoff_max_s, self._jitter)
+            self.say(f"trainer {self.options.slot}: {reason}; retrying in {delay:.1f} s")
             self._set(state="connecting")
             try:
                 await asyncio.wait_for(stop.wait(), delay)
