@@ -47,6 +47,15 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_prefix(prefix: str) -> str:
+    """A key prefix is valid when its directory part is a valid key."""
+    if "/" in prefix:
+        check_key(prefix.rsplit("/", 1)[0])
+    if prefix.rsplit("/", 1)[-1] in (".", ".."):
+        check_key(prefix)
+    return prefix
+
+
 class Store(ABC):
     """An async key/value store of bytes. See the module docstring."""
 
@@ -137,6 +146,7 @@ class FileStore(Store):
 
     def _list_keys(self, prefix: str) -> list[str]:
         found = []
+        check_prefix(prefix)
         start = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         for dirpath, _dirs, files in os.walk(start):
             for name in files:
@@ -232,6 +242,8 @@ class RedisStore(Store):
             await self._call(self._redis.delete(*(self._k(k) for k in keys)))
 
     async def keys(self, prefix: str = "") -> list[str]:
+        check_prefix(prefix)
+
         async def run() -> list[str]:
             start = len(self.namespace) + 1
             pattern = f"{self.namespace}:{_glob_escape(prefix)}*"

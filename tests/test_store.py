@@ -25,6 +25,11 @@ async def test_put_many_and_prefix_listing(store):
     assert await store.keys("datasets/") == ["datasets/d2/manifest"]
 
 
+async def test_prefix_cannot_escape_the_namespace(store):
+    with pytest.raises(StoreError):
+        await store.keys("../")
+
+
 async def test_overwrite_replaces_value(store):
     await store.put("k", b"old")
     await store.put("k", b"new")
