@@ -7,7 +7,7 @@ import pytest
 
 from mlitb.data.shards import Shard
 from mlitb.model import Net
-from mlitb.worker.compute import Examples, Normalization, compute, gather
+from mlitb.worker.compute import Examples, Normalization, batch_size_for, compute, gather
 
 LAYERS = [
     {"type": "input", "out_sx": 8, "out_sy": 8, "out_depth": 1},
@@ -125,3 +125,12 @@ def test_gather_concatenates_shards_in_order():
     assert examples.pixels[2:].min() == 1
     with pytest.raises(ValueError):
         gather([])
+
+
+def test_batches_shrink_so_several_fit_a_slow_devices_budget():
+    # 1,000 examples/s and a 400 ms budget: 8 batches of 50 would fit, capped at 32.
+    assert batch_size_for(400, 0.001, largest=32, smallest=4, batches_per_budget=8) == 32
+    # 90 examples/s (a slow device): batches of 10 (~110 ms) instead of 32 (~350 ms) in a 900 ms budget.
+    assert batch_size_for(900, 1 / 90, largest=32, smallest=4, batches_per_budget=8) == 10
+    assert batch_size_for(100, 0.1, largest=32, smallest=4, batches_per_budget=8) == 4
+    assert batch_size_for(100, None, largest=32, smallest=4, batches_per_budget=8) == 32

@@ -30,7 +30,7 @@ from mlitb import __version__
 from mlitb.data.shards import Shard
 from mlitb.model import Net
 from mlitb.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode, f32_array, result_frame
-from mlitb.worker.compute import Examples, Normalization, WorkResult, compute, gather
+from mlitb.worker.compute import Examples, Normalization, WorkResult, batch_size_for, compute, gather
 from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
 from mlitb.worker.status import Progress
 
@@ -38,6 +38,8 @@ T = TypeVar("T")
 MAX_FRAME_BYTES = 256 * 2**20
 WELCOME_TIMEOUT_S = 30.0
 FATAL_CODES = ("protocol_version", "unknown_project")
+MIN_BATCH = 4
+BATCHES_PER_BUDGET = 8
 
 
 class FatalError(Exception):
@@ -124,6 +126,7 @@ class Trainer:
         self._rng = np.random.default_rng()
         self._jitter = random.Random()
         self._examples: tuple[tuple[str, ...], Examples] | None = None
+        self._seconds_per_example: float | None = None  # of the last work: sizes the next one's batches
         self._progress = Progress(slot=options.slot, state="connecting")
         self._welcomed = False  # set by a session that got `welcome`: the backoff starts over
 
@@ -285,16 +288,19 @@ class Trainer:
         if self._examples is None or self._examples[0] != shard_ids:
             self._examples = (shard_ids, gather(list(shards.values())))
         spent_ms = (time.perf_counter() - started) * 1000.0
-        return compute(
+        result = compute(
             session.net.gradient,
             params,
             self._examples[1],
             budget_ms - spent_ms,
             session.normalization,
             rng=self._rng,
-            batch_size=self.options.batch_size,
+            batch_size=batch_size_for(budget_ms - spent_ms, self._seconds_per_example, self.options.batch_size,
+                                      MIN_BATCH, BATCHES_PER_BUDGET),
             slowdown=self.options.slowdown,
         )
+        self._seconds_per_example = result.compute_ms / 1000.0 / result.count
+        return result
 
     def _check_error(self, message: dict[str, Any]) -> None:
         if message.get("type") == "error" and message.get("code") in FATAL_CODES:

@@ -63,6 +63,20 @@ def gather(shards: Sequence[Shard]) -> Examples:
     )
 
 
+def batch_size_for(budget_ms: float, seconds_per_example: float | None, largest: int, smallest: int,
+                   batches_per_budget: int) -> int:
+    """Batches small enough that at least `batches_per_budget` fit the budget, at the rate seen before.
+
+    The loop stops before a batch that would not fit, so up to one batch of
+    the budget goes unused (or, if the machine slows down mid-batch, over);
+    on a slow device that batch must be a small part of the budget.
+    """
+    if not seconds_per_example:
+        return largest
+    fitting = int(budget_ms / 1000.0 / batches_per_budget / seconds_per_example)
+    return max(smallest, min(largest, fitting))
+
+
 def compute(
     gradient: GradientFn,
     params: np.ndarray,
