@@ -4,8 +4,8 @@
 
 import { jsKernels, jsMathKernels } from "./kernels-js.js";
 
-const WASM_KERNELS = ["gemmNN", "gemmTN", "colSums", "transpose", "im2col", "col2im",
-  "poolForward", "poolBackward", "reluForward", "reluBackward"];
+const WASM_KERNELS = ["convRows", "packWeights", "unpackAddWeights", "convForward", "convWeightGrad",
+  "convInputGrad", "padCopy", "cropCopy", "colSums", "poolForward", "poolBackward", "reluForward", "reluBackward"];
 const PAGE = 65536;
 
 let compiled;

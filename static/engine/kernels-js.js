@@ -1,37 +1,96 @@
-// Plain-JS kernels on one heap. Pointers are byte offsets, as in the wasm
-// kernels (kernels.c) that replace the hot ones when SIMD is available.
+// Plain-JS kernels on one heap, with the signatures of the wasm kernels
+// (kernels.c) that replace them when SIMD is available. Pointers are byte
+// offsets. Convolution is an implicit GEMM over a padded input: row m of the
+// virtual im2col matrix starts at rows[m]; fc is the case sy = 1, run = K.
+// Packed weights are private to a backend: here they are the plain F×K rows.
 
 export function jsKernels(buffer) {
   const f = new Float32Array(buffer);
   const ix = new Int32Array(buffer);
 
-  // c[m×n] = a[m×k]·b[k×n] (+ bias row)
-  function gemmNN(m, n, k, a, lda, b, ldb, c, ldc, bias) {
-    a >>= 2; b >>= 2; c >>= 2; bias >>= 2;
+  function convRows(n, hp, wp, c, stride, oh, ow, rows) {
+    rows >>= 2;
+    for (let e = 0; e < n; e++) for (let oy = 0; oy < oh; oy++) for (let ox = 0; ox < ow; ox++) {
+      ix[rows++] = ((e * hp + oy * stride) * wp + ox * stride) * c;
+    }
+  }
+
+  function packWeights(w, F, K, packed) {
+    f.copyWithin(packed >> 2, w >> 2, (w >> 2) + F * K);
+  }
+
+  function unpackAddWeights(packed, F, K, w) {
+    packed >>= 2; w >>= 2;
+    for (let i = 0; i < F * K; i++) f[w + i] += f[packed + i];
+  }
+
+  // y[m×F] = bias + Σ_kk A(m, kk)·w[f, kk], A(m, fy*run + j) = xp[rows[m] + fy*rowStride + j]
+  function convForward(xp, rows, m, sy, run, rowStride, w, F, bias, y) {
+    xp >>= 2; rows >>= 2; w >>= 2; bias >>= 2; y >>= 2;
+    const K = sy * run;
     for (let i = 0; i < m; i++) {
-      const ci = c + i * ldc, ai = a + i * lda;
-      if (bias) for (let j = 0; j < n; j++) f[ci + j] = f[bias + j];
-      else f.fill(0, ci, ci + n);
-      for (let kk = 0; kk < k; kk++) {
-        const v = f[ai + kk];
-        if (v === 0) continue;
-        const bk = b + kk * ldb;
-        for (let j = 0; j < n; j++) f[ci + j] += v * f[bk + j];
+      const base = xp + ix[rows + i];
+      for (let o = 0; o < F; o++) {
+        let s = f[bias + o];
+        for (let fy = 0; fy < sy; fy++) {
+          const a = base + fy * rowStride, b = w + o * K + fy * run;
+          for (let j = 0; j < run; j++) s += f[a + j] * f[b + j];
+        }
+        f[y + i * F + o] = s;
       }
     }
   }
 
-  // c[p×q] += a[m×p]ᵀ·b[m×q]
-  function gemmTN(m, p, q, a, lda, b, ldb, c, ldc) {
-    a >>= 2; b >>= 2; c >>= 2;
-    for (let r = 0; r < m; r++) {
-      const ar = a + r * lda, br = b + r * ldb;
-      for (let i = 0; i < p; i++) {
-        const v = f[ar + i];
-        if (v === 0) continue;
-        const ci = c + i * ldc;
-        for (let j = 0; j < q; j++) f[ci + j] += v * f[br + j];
+  // g[f, kk] += Σ_m A(m, kk)·dy[m, f]
+  function convWeightGrad(xp, rows, m, sy, run, rowStride, dy, F, g) {
+    xp >>= 2; rows >>= 2; dy >>= 2; g >>= 2;
+    const K = sy * run;
+    for (let i = 0; i < m; i++) {
+      const base = xp + ix[rows + i];
+      for (let o = 0; o < F; o++) {
+        const d = f[dy + i * F + o];
+        if (d === 0) continue;
+        for (let fy = 0; fy < sy; fy++) {
+          const a = base + fy * rowStride, go = g + o * K + fy * run;
+          for (let j = 0; j < run; j++) f[go + j] += d * f[a + j];
+        }
       }
+    }
+  }
+
+  // dxp[rows[m] + fy*rowStride + j] += Σ_f dy[m, f]·w[f, fy*run + j]
+  function convInputGrad(dy, F, w, rows, m, sy, run, rowStride, dxp) {
+    dy >>= 2; w >>= 2; rows >>= 2; dxp >>= 2;
+    const K = sy * run;
+    for (let i = 0; i < m; i++) {
+      const base = dxp + ix[rows + i];
+      for (let o = 0; o < F; o++) {
+        const d = f[dy + i * F + o];
+        if (d === 0) continue;
+        for (let fy = 0; fy < sy; fy++) {
+          const x = base + fy * rowStride, wo = w + o * K + fy * run;
+          for (let j = 0; j < run; j++) f[x + j] += d * f[wo + j];
+        }
+      }
+    }
+  }
+
+  function padCopy(x, n, h, w, c, pad, xp) {
+    x >>= 2; xp >>= 2;
+    const hp = h + 2 * pad, wp = w + 2 * pad, row = w * c;
+    f.fill(0, xp, xp + n * hp * wp * c);
+    for (let e = 0; e < n; e++) for (let y = 0; y < h; y++) {
+      const from = x + (e * h + y) * row;
+      f.copyWithin(xp + ((e * hp + y + pad) * wp + pad) * c, from, from + row);
+    }
+  }
+
+  function cropCopy(xp, n, h, w, c, pad, x) {
+    xp >>= 2; x >>= 2;
+    const hp = h + 2 * pad, wp = w + 2 * pad, row = w * c;
+    for (let e = 0; e < n; e++) for (let y = 0; y < h; y++) {
+      const from = xp + ((e * hp + y + pad) * wp + pad) * c;
+      f.copyWithin(x + (e * h + y) * row, from, from + row);
     }
   }
 
@@ -39,51 +98,6 @@ export function jsKernels(buffer) {
   function colSums(a, m, n, out) {
     a >>= 2; out >>= 2;
     for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) f[out + j] += f[a + i * n + j];
-  }
-
-  function transpose(a, rows, cols, out) {
-    a >>= 2; out >>= 2;
-    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) f[out + j * rows + i] = f[a + i * cols + j];
-  }
-
-  // cols[(e,oy,ox) × (fy,fx,ch)], zeros where the window leaves the input
-  function im2col(x, n, h, w, c, sy, sx, stride, pad, oh, ow, cols) {
-    x >>= 2; cols >>= 2;
-    let o = cols;
-    for (let e = 0; e < n; e++) {
-      const xe = x + e * h * w * c;
-      for (let oy = 0; oy < oh; oy++) for (let ox = 0; ox < ow; ox++) {
-        for (let fy = 0; fy < sy; fy++) {
-          const iy = oy * stride - pad + fy;
-          for (let fx = 0; fx < sx; fx++, o += c) {
-            const ixx = ox * stride - pad + fx;
-            if (iy < 0 || iy >= h || ixx < 0 || ixx >= w) f.fill(0, o, o + c);
-            else f.copyWithin(o, xe + (iy * w + ixx) * c, xe + (iy * w + ixx) * c + c);
-          }
-        }
-      }
-    }
-  }
-
-  // dx = adjoint of im2col applied to dcols
-  function col2im(cols, n, h, w, c, sy, sx, stride, pad, oh, ow, dx) {
-    cols >>= 2; dx >>= 2;
-    f.fill(0, dx, dx + n * h * w * c);
-    let o = cols;
-    for (let e = 0; e < n; e++) {
-      const xe = dx + e * h * w * c;
-      for (let oy = 0; oy < oh; oy++) for (let ox = 0; ox < ow; ox++) {
-        for (let fy = 0; fy < sy; fy++) {
-          const iy = oy * stride - pad + fy;
-          for (let fx = 0; fx < sx; fx++, o += c) {
-            const ixx = ox * stride - pad + fx;
-            if (iy < 0 || iy >= h || ixx < 0 || ixx >= w) continue;
-            const xi = xe + (iy * w + ixx) * c;
-            for (let ch = 0; ch < c; ch++) f[xi + ch] += f[o + ch];
-          }
-        }
-      }
-    }
   }
 
   // max over in-bounds window cells, first maximum in (fy, fx) order; arg = input element index
@@ -127,10 +141,13 @@ export function jsKernels(buffer) {
     for (let i = 0; i < count; i++) f[dx + i] = f[y + i] > 0 ? f[dy + i] : 0;
   }
 
-  return { f, ix, gemmNN, gemmTN, colSums, transpose, im2col, col2im, poolForward, poolBackward, reluForward, reluBackward };
+  return {
+    f, ix, convRows, packWeights, unpackAddWeights, convForward, convWeightGrad, convInputGrad,
+    padCopy, cropCopy, colSums, poolForward, poolBackward, reluForward, reluBackward,
+  };
 }
 
-// Elementwise and per-row kernels that stay in JS in both backends (they need Math).
+// Elementwise kernels that stay in JS in both backends (they need Math).
 export function jsMathKernels(f) {
   return {
     tanhForward(x, y, count) {

@@ -12,34 +12,39 @@ export { SpecError };
 const ELEMENTWISE = new Set(["relu", "tanh", "sigmoid", "dropout"]);
 const OUTPUT_UNUSED_BY_BACKWARD = new Set(["conv", "fc", "pool"]);
 
-const needsCols = (l) => l.type === "conv" && !(l.sx === 1 && l.sy === 1 && l.stride === 1 && l.pad === 0);
-const windowSize = (l) => (l.type === "conv" ? l.sy * l.sx * l.inShape[2] : l.inSize);
+// conv and fc as one implicit GEMM: fc is a 1×1 window over a 1×1 input of depth num_inputs
+function geometry(l) {
+  if (l.type === "fc") return { hp: 1, wp: 1, c: l.inSize, sy: 1, run: l.inSize, rowStride: 0, stride: 1, pad: 0 };
+  const [h, w, c] = l.inShape, hp = h + 2 * l.pad, wp = w + 2 * l.pad;
+  return { hp, wp, c, sy: l.sy, run: l.sx * c, rowStride: wp * c, stride: l.stride, pad: l.pad };
+}
 
 // Byte offsets of everything one chunk of `chunk` examples needs.
 function planMemory(layers, layout, chunk, base) {
   let top = base;
-  const alloc = (floats) => { const at = top; top += Math.ceil(floats / 4) * 16; return at; };
+  const alloc = (words) => { const at = top; top += Math.ceil(words / 4) * 16 + 32; return at; };
   const P = paramCount(layout);
   const params = alloc(P), grads = alloc(P);
   const first = layers.findIndex((l) => l.type === "conv" || l.type === "fc");
   const steps = layers.map(() => ({}));
-  let dcolsSize = 0;
+  let dxpSize = 0;
   layers.forEach((layer, n) => {
     const s = steps[n];
     const inPlace = n > 0 && (ELEMENTWISE.has(layer.type) || layer.type === "softmax") && OUTPUT_UNUSED_BY_BACKWARD.has(layers[n - 1].type);
     s.out = inPlace ? steps[n - 1].out : alloc(chunk * layer.outSize);
     if (layer.type === "conv" || layer.type === "fc") {
       const w = layout.find((b) => b.layer === n && b.kind === "weights");
+      const g = (s.geometry = geometry(layer));
+      const F = layer.outShape[2], padded = chunk * g.hp * g.wp * g.c;
       s.weights = params + 4 * w.offset;
       s.bias = s.weights + 4 * w.size;
       s.dWeights = grads + 4 * w.offset;
       s.dBias = s.dWeights + 4 * w.size;
-      s.weightsT = alloc(w.size);
-      s.rows = chunk * layer.outShape[0] * layer.outShape[1];
-      if (needsCols(layer)) {
-        s.cols = alloc(s.rows * windowSize(layer));
-        if (n > first) dcolsSize = Math.max(dcolsSize, s.rows * windowSize(layer));
-      }
+      s.packed = alloc(Math.ceil(F / 8) * 8 * w.size / F);
+      s.dPacked = alloc(Math.ceil(F / 8) * 8 * w.size / F);
+      s.rows = alloc(chunk * layer.outShape[0] * layer.outShape[1]);
+      s.xp = g.pad ? alloc(padded) : steps[n - 1].out;
+      if (g.pad && n > first) dxpSize = Math.max(dxpSize, padded);
     }
     if (layer.type === "pool") s.arg = alloc(chunk * layer.outSize);
     if (layer.type === "dropout") s.mask = alloc(chunk * layer.outSize);
@@ -47,8 +52,8 @@ function planMemory(layers, layout, chunk, base) {
   for (let n = layers.length - 2; n >= first; n--) {
     steps[n].dout = ELEMENTWISE.has(layers[n + 1].type) ? steps[n + 1].dout : alloc(chunk * layers[n].outSize);
   }
-  const dcols = alloc(dcolsSize);
-  return { params, grads, steps, first, dcols, bytes: top };
+  const dxp = alloc(dxpSize);
+  return { params, grads, steps, first, dxp, bytes: top };
 }
 
 export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
@@ -63,13 +68,17 @@ export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
   const last = layers.length - 1;
   const inSize = layers[0].outSize, numClasses = layers[last].outSize;
   const dropoutSizes = layers.filter((l) => l.type === "dropout").map((l) => l.outSize);
+  const parametric = layers.map((l, n) => n).filter((n) => steps[n].geometry);
+  for (const n of parametric) {
+    const g = steps[n].geometry, [oh, ow] = layers[n].outShape;
+    k.convRows(chunk, g.hp, g.wp, g.c, g.stride, oh, ow, steps[n].rows);
+  }
+  const K = (n) => steps[n].geometry.sy * steps[n].geometry.run;
 
   function loadParams(params) {
     if (!params || params.length !== P) throw new Error(`params must have ${P} floats, got ${params?.length}`);
     f.set(params, plan.params >> 2);
-    layers.forEach((layer, n) => {
-      if (layer.type === "conv" || layer.type === "fc") k.transpose(steps[n].weights, layer.outShape[2], windowSize(layer), steps[n].weightsT);
-    });
+    for (const n of parametric) k.packWeights(steps[n].weights, layers[n].outShape[2], K(n), steps[n].packed);
   }
 
   function checkBatch(x, n) {
@@ -85,15 +94,13 @@ export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
       const layer = layers[i], s = steps[i], input = steps[i - 1].out, count = n * layer.outSize;
       const [h, w, c] = layer.inShape, [oh, ow, od] = layer.outShape;
       switch (layer.type) {
-        case "conv": {
-          if (s.cols) k.im2col(input, n, h, w, c, layer.sy, layer.sx, layer.stride, layer.pad, oh, ow, s.cols);
-          const K = windowSize(layer);
-          k.gemmNN(n * oh * ow, od, K, s.cols ?? input, K, s.weightsT, od, s.out, od, s.bias);
+        case "conv":
+        case "fc": {
+          const g = s.geometry;
+          if (g.pad) k.padCopy(input, n, h, w, c, g.pad, s.xp);
+          k.convForward(s.xp, s.rows, n * oh * ow, g.sy, g.run, g.rowStride, s.packed, od, s.bias, s.out);
           break;
         }
-        case "fc":
-          k.gemmNN(n, od, layer.inSize, input, layer.inSize, s.weightsT, od, s.out, od, s.bias);
-          break;
         case "pool":
           k.poolForward(input, n, h, w, c, layer.sy, layer.sx, layer.stride, layer.pad, oh, ow, s.out, s.arg);
           break;
@@ -125,16 +132,14 @@ export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
       switch (layer.type) {
         case "conv":
         case "fc": {
-          const rows = n * oh * ow, K = windowSize(layer), a = s.cols ?? input;
-          k.gemmTN(rows, od, K, dy, od, a, K, s.dWeights, K);
+          const g = s.geometry, rows = n * oh * ow;
+          k.convWeightGrad(s.xp, s.rows, rows, g.sy, g.run, g.rowStride, dy, od, s.dPacked);
           k.colSums(dy, rows, od, s.dBias);
           if (!dx) break;
-          if (s.cols) {
-            k.gemmNN(rows, K, od, dy, od, s.weights, K, plan.dcols, K, 0);
-            k.col2im(plan.dcols, n, h, w, c, layer.sy, layer.sx, layer.stride, layer.pad, oh, ow, dx);
-          } else {
-            k.gemmNN(rows, K, od, dy, od, s.weights, K, dx, K, 0);
-          }
+          const target = g.pad ? plan.dxp : dx;
+          f.fill(0, target >> 2, (target >> 2) + n * g.hp * g.wp * g.c);
+          k.convInputGrad(dy, od, s.weights, s.rows, rows, g.sy, g.run, g.rowStride, target);
+          if (g.pad) k.cropCopy(plan.dxp, n, h, w, c, g.pad, dx);
           break;
         }
         case "pool": k.poolBackward(dy, s.arg, count, dx, n * layer.inSize); break;
@@ -155,6 +160,7 @@ export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
     }
     loadParams(params);
     f.fill(0, plan.grads >> 2, (plan.grads >> 2) + P);
+    for (const n of parametric) f.fill(0, steps[n].dPacked >> 2, (steps[n].dPacked >> 2) + Math.ceil(layers[n].outShape[2] / 8) * 8 * K(n));
     let lossSum = 0, correct = 0;
     for (let start = 0; start < n; start += chunk) {
       const m = Math.min(chunk, n - start);
@@ -164,6 +170,7 @@ export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
       correct += r.correct;
       backward(m);
     }
+    for (const n of parametric) k.unpackAddWeights(steps[n].dPacked, layers[n].outShape[2], K(n), steps[n].dWeights);
     return { gradSum: f.slice(plan.grads >> 2, (plan.grads >> 2) + P), count: n, lossSum, correct };
   }
 
