@@ -39,20 +39,52 @@ void conv_rows(int n, int hp, int wp, int c, int stride, int oh, int ow, int *ro
       for (int ox = 0; ox < ow; ox++) *rows++ = ((e * hp + oy * stride) * wp + ox * stride) * c;
 }
 
+INLINE void transpose4(f4 *r) {
+  f4 t0 = wasm_i32x4_shuffle(r[0], r[1], 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r[0], r[1], 2, 6, 3, 7);
+  f4 t2 = wasm_i32x4_shuffle(r[2], r[3], 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r[2], r[3], 2, 6, 3, 7);
+  r[0] = wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5);
+  r[1] = wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7);
+  r[2] = wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5);
+  r[3] = wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7);
+}
+
 // w[F×K] -> panels of 8 output columns: packed[(p*K + kk)*8 + jj] = w[8p+jj, kk], zero past F
 EXPORT(packWeights)
 void pack_weights(const float *w, int f, int k, float *packed) {
-  for (int p = 0; p < f; p += 8)
-    for (int kk = 0; kk < k; kk++, packed += 8)
+  for (int p = 0; p < f; p += 8) {
+    int kk = 0;
+    if (p + 8 <= f)
+      for (; kk + 4 <= k; kk += 4, packed += 32)
+        for (int half = 0; half < 2; half++) {
+          f4 r[4];
+          for (int q = 0; q < 4; q++) r[q] = ld(w + (p + 4 * half + q) * k + kk);
+          transpose4(r);
+          for (int q = 0; q < 4; q++) st(packed + q * 8 + 4 * half, r[q]);
+        }
+    for (; kk < k; kk++, packed += 8)
       for (int jj = 0; jj < 8; jj++) packed[jj] = p + jj < f ? w[(p + jj) * k + kk] : 0;
+  }
 }
 
 // w[F×K] += unpacked panels
 EXPORT(unpackAddWeights)
 void unpack_add_weights(const float *packed, int f, int k, float *w) {
-  for (int p = 0; p < f; p += 8)
-    for (int kk = 0; kk < k; kk++, packed += 8)
+  for (int p = 0; p < f; p += 8) {
+    int kk = 0;
+    if (p + 8 <= f)
+      for (; kk + 4 <= k; kk += 4, packed += 32)
+        for (int half = 0; half < 2; half++) {
+          f4 r[4];
+          for (int q = 0; q < 4; q++) r[q] = ld(packed + q * 8 + 4 * half);
+          transpose4(r);
+          for (int q = 0; q < 4; q++) {
+            float *row = w + (p + 4 * half + q) * k + kk;
+            st(row, wasm_f32x4_add(ld(row), r[q]));
+          }
+        }
+    for (; kk < k; kk++, packed += 8)
       for (int jj = 0; jj < 8 && p + jj < f; jj++) w[(p + jj) * k + kk] += packed[jj];
+  }
 }
 
 INLINE void store_cols(float *y, f4 lo, f4 hi, int valid) {
