@@ -127,7 +127,7 @@ class System:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {proc.returncode}: {log.read_text()[-2000:]}")
             fresh = set(self.worker_stats(project_id)) - before - {w.id for w in self.workers}
-            return fresh.pop() if len(fresh) == 1 else None
+            return min(fresh) if fresh else None  # with --threads N, any one of its connections
 
         worker = WorkerProcess(proc, poll_until(new_id, timeout=60, what="the master lists the new worker"), log)
         self.workers.append(worker)
