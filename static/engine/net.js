@@ -1,5 +1,6 @@
 // A classifier from ConvNetJS layer_defs, computed in batches over one heap.
-// Activations are interleaved (example, y, x, depth); conv is im2col + matmul.
+// Activations are interleaved (example, y, x, depth); conv and fc are one
+// implicit GEMM kernel set, processed in chunks of examples.
 
 import { expand, SpecError } from "./spec.js";
 import { buildLayout, initParams, paramCount } from "./layout.js";
