@@ -87,6 +87,7 @@ export function renderBars(container, ranked, k = 5) {
       const row = document.createElement("div");
       row.className = "bar";
       row.dataset.label = label;
+      row.dataset.p = String(p);
       const name = document.createElement("span");
       name.className = "label";
       name.textContent = label;

@@ -18,12 +18,14 @@ function predict() {
   const pixels = imageToPixels(source, model.shape, { invert: $("invert").value });
   drawPixels($("input-view"), pixels, model.shape);
   renderBars($("bars"), classify(model, pixels));
+  $("bars").dataset.image = source.title;
 }
 
 async function useFile(file) {
   if (!file) return;
   try {
     source = await loadImage(file);
+    source.title = file.name;
     $("picture").src = source.src;
     $("picture").classList.remove("hidden");
     predict();

@@ -75,8 +75,11 @@ function render() {
   const latest = project.metrics || project.latest_metrics || metrics.at(-1) || {};
   const lastTest = [...metrics].reverse().find((m) => m.test_accuracy != null);
   $("f-iteration").textContent = formatCount(project.iteration ?? 0);
+  $("f-iteration").dataset.value = project.iteration ?? 0;
   $("f-loss").textContent = latest.train_loss != null ? latest.train_loss.toFixed(3) : "–";
-  $("f-accuracy").textContent = formatPercent(lastTest?.test_accuracy ?? latest.test_accuracy);
+  const accuracy = lastTest?.test_accuracy ?? latest.test_accuracy;
+  $("f-accuracy").textContent = formatPercent(accuracy);
+  if (accuracy != null) $("f-accuracy").dataset.value = accuracy;
   $("f-rate").textContent = formatRate(latest.examples_per_s ?? 0);
   $("f-workers").textContent = formatCount((project.workers || []).filter((w) => w.role !== "tracker").length);
   fillForm();

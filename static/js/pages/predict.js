@@ -56,6 +56,7 @@ async function useImageFile(file) {
     $("picture").src = image.src;
     $("picture").classList.remove("hidden");
     source = image;
+    source.title = file.name;
     showMessage($("image-message"), "");
     predict();
   } catch (error) {
@@ -68,6 +69,7 @@ function predict() {
   const pixels = imageToPixels(source, model.shape, { invert: $("invert").value });
   drawPixels($("input-view"), pixels, model.shape);
   renderBars($("bars"), classify(model, pixels));
+  $("bars").dataset.image = source.title || "camera";
 }
 
 async function toggleCamera() {
@@ -97,6 +99,7 @@ function snap() {
   canvas.height = video.videoHeight;
   canvas.getContext("2d").drawImage(video, 0, 0);
   source = canvas;
+  source.title = "camera";
   $("picture").src = canvas.toDataURL("image/png");
   $("picture").classList.remove("hidden");
   predict();
