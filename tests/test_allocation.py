@@ -375,6 +375,7 @@ class AllocationMachine(RuleBasedStateMachine):
         for t, trainer in alloc.trainers.items():
             for s in trainer.allocated:
                 assert alloc.allocated_to[s] == t
+            assert trainer.load == sum(alloc.shard_counts[s] for s in trainer.allocated)
             for s in trainer.cached:
                 if s in alloc.cached_by:
                     assert t in alloc.cached_by[s]

@@ -34,14 +34,16 @@ class Trainer:
     """One trainer as allocation sees it.
 
     `throughput` is examples/s as measured by the latency monitor, or None
-    until measured. `allocated` mirrors allocated-to, `cached` is the trainer's
-    last `cached` report (it may name shards not registered here).
+    until measured. `allocated` mirrors allocated-to and `load` is its
+    example count; `cached` is the trainer's last `cached` report (it may
+    name shards not registered here).
     """
 
     cache_limit: int
     throughput: float | None = None
     allocated: set[str] = field(default_factory=set)
     cached: set[str] = field(default_factory=set)
+    load: int = 0
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Allocation:
 
 def load_examples(alloc: Allocation, trainer_id: str) -> int:
     """Examples in the shards allocated to `trainer_id`."""
-    return sum(alloc.shard_counts[s] for s in alloc.trainers[trainer_id].allocated)
+    return alloc.trainers[trainer_id].load
 
 
 def assigned_shards(alloc: Allocation, trainer_id: str) -> list[str]:
@@ -193,6 +195,7 @@ def remove_shards(alloc: Allocation, shard_ids: Iterable[str]) -> set[str]:
         owner = alloc.allocated_to.pop(shard_id)
         if owner is not None:
             alloc.trainers[owner].allocated.discard(shard_id)
+            alloc.trainers[owner].load -= alloc.shard_counts[shard_id]
             changed.add(owner)
         del alloc.shard_counts[shard_id]
         del alloc.cached_by[shard_id]
@@ -208,15 +211,19 @@ def allocate_pending(alloc: Allocation) -> set[str]:
     """
     changed: set[str] = set()
     pending = sorted(unallocated_shards(alloc), key=lambda s: (-alloc.shard_counts[s], s))
+    weights = {t: effective_throughput(alloc, t) for t in alloc.trainers}
+    with_room = [t for t in sorted(alloc.trainers) if _room(alloc.trainers[t]) > 0]
     for shard_id in pending:
-        count = alloc.shard_counts[shard_id]
-        with_room = [t for t in sorted(alloc.trainers) if _room(alloc.trainers[t]) > 0]
         if not with_room:
             break
-        cachers = [t for t in with_room if t in alloc.cached_by.get(shard_id, ())]
+        count = alloc.shard_counts[shard_id]
+        holders = alloc.cached_by.get(shard_id, ())
+        cachers = [t for t in with_room if t in holders]
         candidates = cachers or with_room
-        best = min(candidates, key=lambda t: (load_examples(alloc, t) + count) / effective_throughput(alloc, t))
+        best = min(candidates, key=lambda t: (alloc.trainers[t].load + count) / weights[t])
         _move(alloc, shard_id, best, changed)
+        if _room(alloc.trainers[best]) == 0:
+            with_room.remove(best)
     alloc.changed |= changed
     return changed
 
@@ -270,6 +277,8 @@ def remove_trainer(alloc: Allocation, trainer_id: str) -> set[str]:
         return set()
     for shard_id in trainer.allocated:
         alloc.allocated_to[shard_id] = None
+    trainer.allocated = set()
+    trainer.load = 0
     for shard_id in trainer.cached:
         holders = alloc.cached_by.get(shard_id)
         if holders is not None:
@@ -351,11 +360,14 @@ def _move(alloc: Allocation, shard_id: str, to: str, changed: set[str]) -> None:
     owner = alloc.allocated_to[shard_id]
     if owner == to:
         return
+    count = alloc.shard_counts[shard_id]
     if owner is not None:
         alloc.trainers[owner].allocated.discard(shard_id)
+        alloc.trainers[owner].load -= count
         changed.add(owner)
     alloc.allocated_to[shard_id] = to
     alloc.trainers[to].allocated.add(shard_id)
+    alloc.trainers[to].load += count
     changed.add(to)
 
 
@@ -369,38 +381,40 @@ def _pie_cut(alloc: Allocation, newcomer: str) -> set[str]:
     changed: set[str] = set()
     trainer = alloc.trainers[newcomer]
     targets = target_examples(alloc)
-    loads = {t: load_examples(alloc, t) for t in alloc.trainers}
+    counts = alloc.shard_counts
+    offers = {
+        donor: sorted(alloc.trainers[donor].allocated, key=lambda s: (s not in trainer.cached, -counts[s], s))
+        for donor in sorted(alloc.trainers)
+        if donor != newcomer and alloc.trainers[donor].load > targets[donor]
+    }
     while _room(trainer) > 0:
-        deficit = targets[newcomer] - loads[newcomer]
+        deficit = targets[newcomer] - trainer.load
         if deficit <= 0:
             break
         best: tuple | None = None
-        for donor in sorted(alloc.trainers):
-            if donor == newcomer:
-                continue
-            excess = loads[donor] - targets[donor]
+        for donor, offer in offers.items():
+            load = alloc.trainers[donor].load
+            excess = load - targets[donor]
             if excess <= 0:
                 continue
-            fill = loads[donor] / max(targets[donor], MIN_THROUGHPUT)
-            for shard_id in alloc.trainers[donor].allocated:
-                count = alloc.shard_counts[shard_id]
-                if not (0 < count < 2 * deficit and _improvement(excess, deficit, count) > 0):
-                    continue
-                key = (shard_id not in trainer.cached, -fill, -count, shard_id)
-                if best is None or key < best[0]:
-                    best = (key, shard_id, donor)
+            fill = load / max(targets[donor], MIN_THROUGHPUT)
+            for shard_id in offer:
+                count = counts[shard_id]
+                if 0 < count < 2 * deficit and _improvement(excess, deficit, count) > 0:
+                    key = (shard_id not in trainer.cached, -fill, -count, shard_id)
+                    if best is None or key < best[0]:
+                        best = (key, shard_id, donor)
+                    break
         if best is None:
             break
         _, shard_id, donor = best
-        count = alloc.shard_counts[shard_id]
+        offers[donor].remove(shard_id)
         _move(alloc, shard_id, newcomer, changed)
-        loads[donor] -= count
-        loads[newcomer] += count
     return changed
 
 
 def _best_rebalance_move(alloc: Allocation, targets: dict[str, float]) -> tuple[str, str] | None:
-    loads = {t: load_examples(alloc, t) for t in alloc.trainers}
+    loads = {t: trainer.load for t, trainer in alloc.trainers.items()}
     donors = sorted(
         (t for t in alloc.trainers if loads[t] > targets[t]),
         key=lambda t: (-(loads[t] - targets[t]), t),
