@@ -164,6 +164,16 @@ def test_take_changed_reports_each_change_once():
     assert A.take_changed(alloc) == {"a", "b"}
 
 
+def test_unmeasured_trainer_counts_as_the_mean_throughput():
+    alloc = A.Allocation()
+    A.add_shards(alloc, shards(12))
+    A.add_trainer(alloc, "a", cache_limit=12, throughput=100.0)
+    A.add_trainer(alloc, "b", cache_limit=12, throughput=300.0)
+    A.add_trainer(alloc, "new", cache_limit=12)
+    assert A.effective_throughput(alloc, "new") == 200.0
+    assert A.target_examples(alloc) == {"a": 200.0, "b": 600.0, "new": 400.0}
+
+
 def test_rebalance_moves_toward_throughput_and_then_stops():
     alloc = A.Allocation()
     A.add_shards(alloc, shards(20))
