@@ -16,7 +16,11 @@ OBSERVE_ITERATIONS = 10
 
 
 def test_far_and_slow_workers_meet_the_deadline_and_the_slow_one_holds_fewer_shards(system: System):
-    project_id = system.create_project(iteration_ms=ITERATION_MS, optimizer={"name": "adam", "learning_rate": 0.002})
+    # No test-set evaluation here: on two shared cores the master's evaluation thread (2,000 examples every
+    # 10 iterations) delays the event loop enough that an on-time result is sometimes stamped late; that is the
+    # master's own load, not what this test measures (the budgets' fit to a client's latency and speed).
+    project_id = system.create_project(iteration_ms=ITERATION_MS, optimizer={"name": "adam", "learning_rate": 0.002},
+                                       eval_every=10000)
     normal = system.start_worker(project_id)
     far = system.start_worker(project_id, "--extra-latency-ms", "300")
     slow = system.start_worker(project_id, "--slowdown", "4")
@@ -40,7 +44,9 @@ def test_far_and_slow_workers_meet_the_deadline_and_the_slow_one_holds_fewer_sha
     report = {name: {k: after[w.id][k] for k in ("latency_ms", "budget_ms", "examples_per_s", "shards_allocated",
                                                    "accepted", "dropped")}
               for name, w in (("normal", normal), ("far", far), ("slow", slow))}
-    print(f"\nafter {after_project['iteration']} iterations: {report}")
+    short = [(m["iteration"], m["workers"], round(m["iteration_ms"]), m["test_accuracy"] is not None)
+             for m in system.metrics(project_id) if m["workers"] < 3 and m["iteration"] >= first]
+    print(f"\nafter {after_project['iteration']} iterations: {report}\niterations with a result missing: {short}")
     for w in (far, slow):
         assert after[w.id]["dropped"] == before[w.id]["dropped"], report
         assert after[w.id]["accepted"] - before[w.id]["accepted"] >= OBSERVE_ITERATIONS - 2, report

@@ -106,7 +106,6 @@ class Session:
     params: tuple[int, np.ndarray] | None = None
     assignments: Latest[list[str]] = field(default_factory=Latest)
     work: Latest[dict[str, Any]] = field(default_factory=Latest)
-    assigned: int = 0
 
 
 class Trainer:
@@ -241,7 +240,6 @@ class Trainer:
     async def _download_loop(self, session: Session) -> None:
         while True:
             shard_ids = await session.assignments.get()
-            session.assigned = len(shard_ids)
             if any(session.cache.get(s) is None for s in shard_ids):
                 self._set(state="downloading")
             failed = await session.cache.fetch(session.data_url, shard_ids)
