@@ -67,7 +67,7 @@ async def open_page(context: BrowserContext, url: str | None = None) -> WatchedP
 
 async def new_context(browser: Browser, token: str | None = None, **options) -> BrowserContext:
     """A fresh profile; with `token`, the admin token is already kept in its localStorage."""
-    context = await browser.new_context(viewport=VIEWPORT, accept_downloads=True, **options)
+    context = await browser.new_context(**{"viewport": VIEWPORT, "accept_downloads": True, **options})
     if token:
         await context.add_init_script(f"localStorage.setItem('mlitb.adminToken', {token!r});")
     return context

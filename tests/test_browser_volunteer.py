@@ -82,6 +82,8 @@ async def trained(system, browser, tmp_path_factory):
 
 
 async def _train(system, volunteer_context, researcher_context, project):
+    dashboard = await open_page(researcher_context, f"{system.master_url}/dashboard.html?project={project['id']}")
+    await dashboard.page.wait_for_selector("#project:not(.hidden)")
     volunteer = await open_page(volunteer_context, f"{system.master_url}/?project={project['id']}")
     page = volunteer.page
     await page.wait_for_function("!document.getElementById('contribute').disabled")
@@ -91,7 +93,6 @@ async def _train(system, volunteer_context, researcher_context, project):
     await page.click("#contribute")
     await page.wait_for_function("document.getElementById('state').textContent === 'training'", timeout=60_000)
 
-    dashboard = await open_page(researcher_context, f"{system.master_url}/dashboard.html?project={project['id']}")
     reached = """([goal, limit]) => {
         const figure = (id) => Number(document.getElementById(id).dataset.value ?? NaN);
         return figure('f-accuracy') >= goal || figure('f-iteration') > limit;
