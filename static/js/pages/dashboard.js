@@ -14,6 +14,7 @@ let tracker = null;
 let targetT = [];
 let formFilled = false;
 let pollTimer = 0;
+let polling = null;
 
 const charts = {
   loss: new LineChart($("chart-loss"), { title: "Loss", yLabel: "cross-entropy", series: [{ name: "training loss" }, { name: "test loss", dashed: true }] }),
@@ -38,7 +39,12 @@ async function showChooser() {
   if (!projects.length) body.append(element("tr", {}, element("td", { colspan: 6, class: "muted", text: "No projects yet." })));
 }
 
-async function poll() {
+function poll() {
+  polling ??= refresh().finally(() => (polling = null));
+  return polling;
+}
+
+async function refresh() {
   try {
     const [fresh, newMetrics] = await Promise.all([api.project(projectId), api.metrics(projectId, lastIteration + 1)]);
     project = fresh;
@@ -142,12 +148,17 @@ async function act(action, done) {
   showMessage(message, "");
   try {
     const result = await action();
-    if (result && result.id) project = result;
     done?.(result);
-    await poll();
+    if (pollTimer) await poll();
   } catch (error) {
     showMessage(message, error.message);
   }
+}
+
+async function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = 0;
+  await polling;
 }
 
 $("hyper").addEventListener("submit", (event) => {
@@ -164,9 +175,17 @@ $("hyper").addEventListener("submit", (event) => {
 });
 $("start").addEventListener("click", () => act(() => api.start(projectId)));
 $("pause").addEventListener("click", () => act(() => api.pause(projectId)));
-$("delete").addEventListener("click", () => {
+$("delete").addEventListener("click", async () => {
   if (!confirm(`Delete project "${project?.name || projectId}"? Its parameters and history are lost; download the closure first to keep them.`)) return;
-  act(() => api.remove(projectId), () => location.assign("dashboard.html"));
+  showMessage(message, "");
+  await stopPolling();
+  try {
+    await api.remove(projectId);
+    location.assign("dashboard.html");
+  } catch (error) {
+    showMessage(message, error.message);
+    pollTimer = setInterval(poll, 1000);
+  }
 });
 $("x-axis").addEventListener("change", drawCharts);
 $("track").addEventListener("change", async (event) => {
