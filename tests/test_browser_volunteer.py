@@ -136,10 +136,26 @@ async def test_the_dashboard_shows_both_workers_with_their_figures(trained, syst
     header = await dashboard.locator("#workers thead th").all_inner_texts()
     accepted = header.index("accepted")
     assert all(int(row[accepted].replace(",", "")) > 0 for row in table), table
-    for chart in ("chart-loss", "chart-accuracy", "chart-duration", "chart-rate"):
-        assert int(await dashboard.locator(f"#{chart}").get_attribute("data-points")) > 0, chart
+    series = {chart: [int(n) for n in (await dashboard.locator(f"#{chart}").get_attribute("data-points")).split(",")]
+              for chart in ("chart-loss", "chart-accuracy", "chart-duration", "chart-rate")}
+    assert all(series["chart-loss"]) and all(series["chart-duration"]) and all(series["chart-rate"]), series
+    assert series["chart-accuracy"][0] > 0 and series["chart-accuracy"][1] > 0, series
     await trained["volunteer"].page.screenshot(path=SCREENSHOTS / "volunteer.png")
     await dashboard.screenshot(path=SCREENSHOTS / "dashboard.png", full_page=True)
+
+
+async def test_the_dashboards_tracker_measures_test_accuracy_like_the_master(trained, system):
+    dashboard = trained["dashboard"].page
+    await dashboard.check("#track")
+    figure = dashboard.locator("#tracker-figure[data-iteration]")
+    await figure.wait_for(timeout=60_000)
+    iteration = int(await figure.get_attribute("data-iteration"))
+    accuracy = float(await figure.get_attribute("data-accuracy"))
+    history = (await system.api.get(f"/api/projects/{trained['project']['id']}/metrics")).json()
+    master = min((m for m in history if m["test_accuracy"] is not None), key=lambda m: abs(m["iteration"] - iteration))
+    assert abs(master["iteration"] - iteration) <= 2 * EVAL_EVERY
+    assert abs(accuracy - master["test_accuracy"]) < 0.015, (iteration, accuracy, master)
+    await dashboard.uncheck("#track")
 
 
 async def test_a_hidden_tab_tells_the_master(trained, system):

@@ -87,7 +87,7 @@ export class LineChart {
 
   setData(data) {
     this.data = data;
-    this.container.dataset.points = String(data.reduce((n, points) => n + points.length, 0));
+    this.container.dataset.points = data.map((points) => points.length).join(",");
     if (!this.pending) {
       this.pending = true;
       requestAnimationFrame(() => {

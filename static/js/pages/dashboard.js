@@ -46,14 +46,13 @@ function poll() {
 
 async function refresh() {
   try {
-    const [fresh, newMetrics] = await Promise.all([api.project(projectId), api.metrics(projectId, lastIteration + 1)]);
+    // Evaluations land in their iteration's record after it was first served: re-read a trailing window.
+    const trailing = Math.max(20, 3 * (project?.eval_every || 10));
+    const since = Math.max(0, lastIteration - trailing + 1);
+    const [fresh, newMetrics] = await Promise.all([api.project(projectId), api.metrics(projectId, since)]);
     project = fresh;
-    for (const m of newMetrics) {
-      if (m.iteration > lastIteration) {
-        metrics.push(m);
-        lastIteration = m.iteration;
-      }
-    }
+    metrics = metrics.filter((m) => m.iteration < since).concat(newMetrics);
+    if (metrics.length) lastIteration = metrics.at(-1).iteration;
     const now = Date.now() / 1000;
     if (!targetT.length || targetT.at(-1)[1] !== project.iteration_ms) targetT.push([lastIteration, project.iteration_ms, now]);
     render();
@@ -193,12 +192,16 @@ $("track").addEventListener("change", async (event) => {
     tracker = new Boss(project, { trainers: 0, track: true });
     tracker.addEventListener("eval", ({ detail }) => {
       trackerEvals.push(detail);
+      const figure = $("tracker-figure");
+      figure.textContent = `${formatPercent(detail.accuracy)} at iteration ${formatCount(detail.iteration)} (${formatCount(detail.examples)} test images)`;
+      Object.assign(figure.dataset, { iteration: detail.iteration, accuracy: detail.accuracy });
       drawCharts();
     });
     await tracker.start();
   } else {
     tracker?.stop();
     tracker = null;
+    $("tracker-figure").textContent = "";
   }
 });
 
