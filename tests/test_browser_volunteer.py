@@ -193,6 +193,11 @@ async def test_the_closure_predicts_digits_on_the_predict_page(trained, system, 
         expect_same_as_numpy(shown, net, params, pixels, closure["classes"])
         correct += shown[0][0] == str(label)
     assert correct >= 5
+
+    await predict.page.select_option("#project", trained["project"]["id"])
+    await predict.page.click("#load-live")
+    await predict.page.wait_for_selector("#model-message.ok >> text=from the live project")
+    await predict.page.wait_for_selector("#bars .bar")
     predict.assert_no_console_errors()
 
 
@@ -219,12 +224,26 @@ async def test_the_standalone_closure_page_classifies_offline(trained, system, b
     await context.close()
 
 
-async def test_stop_leaves_cleanly_and_pages_logged_no_errors(trained, system):
+async def test_stop_leaves_cleanly_and_a_reload_trains_from_the_shard_cache(trained, system):
     page = trained["volunteer"].page
-    await page.click("#contribute")
-    await page.wait_for_function("document.getElementById('state').textContent === 'stopped'")
     dashboard = trained["dashboard"].page
-    await dashboard.wait_for_function("![...document.querySelectorAll('#workers tbody tr')].some(r => r.dataset.kind === 'browser')")
+    browser_listed = "[...document.querySelectorAll('#workers tbody tr')].some(r => r.dataset.kind === 'browser')"
+
+    async def stop():
+        await page.click("#contribute")
+        await page.wait_for_function("document.getElementById('state').textContent === 'stopped'")
+        await dashboard.wait_for_function(f"!{browser_listed}")
+
+    await stop()
+    await page.reload()
+    await page.wait_for_function("!document.getElementById('contribute').disabled")
+    await page.click("#contribute")
+    await page.wait_for_function("document.getElementById('state').textContent === 'training'")
+    await dashboard.wait_for_function(browser_listed)
+    data = page.locator("#data-line")
+    assert await data.get_attribute("data-downloaded") == "0"
+    assert int(await data.get_attribute("data-from-cache")) > 0
+    await stop()
     trained["volunteer"].assert_no_console_errors()
     trained["dashboard"].assert_no_console_errors()
 

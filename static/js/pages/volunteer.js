@@ -1,6 +1,6 @@
 import { api } from "../api.js";
 import { Boss, defaultTrainerCount } from "../boss.js";
-import { element, formatCount, formatPercent, formatRate, showMessage, datasetName } from "../format.js";
+import { element, formatBytes, formatCount, formatPercent, formatRate, showMessage, datasetName } from "../format.js";
 
 const $ = (id) => document.getElementById(id);
 const list = $("projects");
@@ -118,6 +118,11 @@ function draw() {
   $("shards-cached").textContent = formatCount(figures.shardsCached ?? 0);
   $("iterations").textContent = formatCount(figures.iterations ?? 0);
   $("examples").textContent = formatCount(figures.examples ?? 0);
+  const data = figures.download;
+  if (data) {
+    $("data-line").textContent = `Data: ${formatCount(data.fromCache)} shard${data.fromCache === 1 ? "" : "s"} from this browser's cache, ${formatCount(data.downloaded)} downloaded (${formatBytes(data.bytes)})${data.downloading > 0 ? `, ${data.downloading} downloading` : ""}.`;
+    Object.assign($("data-line").dataset, { fromCache: data.fromCache, downloaded: data.downloaded });
+  }
   const totalAccepted = (figures.trainers || []).reduce((n, t) => n + acceptedFor(t), 0);
   if (boss) $("accepted").textContent = formatCount(totalAccepted);
   $("trainer-table").tBodies[0].replaceChildren(
