@@ -74,9 +74,8 @@ async function runCheck() {
     $("shapes").classList.remove("hidden");
   } catch (error) {
     if (error.name === "AbortError") return;
-    const { layer, field } = error.body || {};
-    const where = layer != null ? `Layer ${layer}${field ? `, field '${field}'` : ""}: ` : "";
-    showMessage(check, error.body?.error && where && !error.message.startsWith("layer") ? `${where}${error.message}` : error.message, "error");
+    showMessage(check, error.message, "error");
+    Object.assign(check.dataset, { layer: error.body?.layer ?? "", field: error.body?.field ?? "" });
   }
   updateCreate();
 }
