@@ -11,8 +11,8 @@ from tests.e2e_system import System, system  # noqa: F401  (fixture)
 from tests.helpers import poll_until
 
 ITERATION_MS = 1000
-SETTLE_ITERATIONS = 10  # for the estimates to converge and the shares to move
-OBSERVE_ITERATIONS = 10
+CLEAN_ITERATIONS = 10  # a run of iterations in which neither the far nor the slow worker has a result dropped
+WITHIN_ITERATIONS = 60  # ...that must start within this many iterations of all three contributing
 
 
 def test_far_and_slow_workers_meet_the_deadline_and_the_slow_one_holds_fewer_shards(system: System):
@@ -25,31 +25,36 @@ def test_far_and_slow_workers_meet_the_deadline_and_the_slow_one_holds_fewer_sha
     far = system.start_worker(project_id, "--extra-latency-ms", "300")
     slow = system.start_worker(project_id, "--slowdown", "4")
 
-    def iteration_reached(target: int) -> dict | None:
-        project = system.project(project_id)
-        return project if project["iteration"] >= target else None
-
     def all_training() -> int | None:
         stats = system.worker_stats(project_id)
         ok = all(stats[w.id]["accepted"] > 0 for w in (normal, far, slow))
         return system.project(project_id)["iteration"] if ok else None
 
     first = poll_until(all_training, timeout=120, what="all three workers contribute")
-    settled = poll_until(lambda: iteration_reached(first + SETTLE_ITERATIONS), timeout=120, what="settling")
-    before = {w["id"]: w for w in settled["workers"]}
-    after_project = poll_until(lambda: iteration_reached(settled["iteration"] + OBSERVE_ITERATIONS), timeout=120,
-                               what="observation window")
-    after = {w["id"]: w for w in after_project["workers"]}
 
+    # Before the estimates settle, results are late (the far worker's budget starts without its 300 ms);
+    # after, the dropped counters stop: wait for CLEAN_ITERATIONS in a row without a drop. A passing
+    # hiccup of the shared machine restarts the run; budgets that ignored latency would never get one.
+    streak: dict = {}
+
+    def clean_run() -> tuple[dict, dict] | None:
+        project = system.project(project_id)
+        stats = {w["id"]: w for w in project["workers"]}
+        dropped = (stats[far.id]["dropped"], stats[slow.id]["dropped"])
+        assert project["iteration"] <= first + WITHIN_ITERATIONS, f"no clean run; drops at {streak.get('history')}"
+        if streak.get("dropped") != dropped:
+            streak.update(dropped=dropped, since=project["iteration"], start=stats,
+                          history=streak.get("history", []) + [(project["iteration"], dropped)])
+            return None
+        return (streak["start"], stats) if project["iteration"] - streak["since"] >= CLEAN_ITERATIONS else None
+
+    before, after = poll_until(clean_run, timeout=180, interval=0.2, what="a run without late results")
     report = {name: {k: after[w.id][k] for k in ("latency_ms", "budget_ms", "examples_per_s", "shards_allocated",
                                                    "accepted", "dropped")}
               for name, w in (("normal", normal), ("far", far), ("slow", slow))}
-    short = [(m["iteration"], m["workers"], round(m["iteration_ms"]), m["test_accuracy"] is not None)
-             for m in system.metrics(project_id) if m["workers"] < 3 and m["iteration"] >= first]
-    print(f"\nafter {after_project['iteration']} iterations: {report}\niterations with a result missing: {short}")
+    print(f"\nclean from iteration {streak['since']} (drops seen: {streak['history']}): {report}")
     for w in (far, slow):
-        assert after[w.id]["dropped"] == before[w.id]["dropped"], report
-        assert after[w.id]["accepted"] - before[w.id]["accepted"] >= OBSERVE_ITERATIONS - 2, report
+        assert after[w.id]["accepted"] - before[w.id]["accepted"] >= CLEAN_ITERATIONS - 2, report
     assert after[far.id]["latency_ms"] > 250, report
     assert after[slow.id]["shards_allocated"] < after[normal.id]["shards_allocated"], report
     assert sum(w["shards_allocated"] for w in after.values()) == 32, report
