@@ -43,6 +43,7 @@ async function loadProjects() {
             element("span", { class: `badge ${project.status}`, text: project.status }))));
     }
     button.disabled = false;
+    if (!performance.getEntriesByName("mlitb:interactive").length) performance.mark("mlitb:interactive");
     updateDashboardLink();
   } catch (error) {
     showMessage(message, `Could not load the projects: ${error.message}`);
