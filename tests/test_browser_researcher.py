@@ -4,6 +4,8 @@ closure file), the dashboard's live controls, and every page on a phone."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import pytest_asyncio
 
@@ -79,6 +81,13 @@ async def test_layer_errors_name_the_layer_and_the_field(system, researcher):
     form = await open_page(researcher, f"{system.master_url}/new.html")
     page = form.page
     await page.wait_for_selector("#check.ok")
+    await page.select_option("#dataset", system.dataset["id"])
+    await page.select_option("#template", "cifar")
+    await page.click("#use-template")
+    cifar = json.loads(await page.input_value("#layers"))
+    assert [layer["type"] for layer in cifar].count("conv") == 3
+    assert cifar[0] == {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1}, "fitted to the dataset"
+    await page.wait_for_selector(f"#check.ok >> text={Net(cifar).param_count:,} parameters")
     broken = [dict(layer) for layer in MNIST_TEMPLATE]
     broken[3]["filters"] = 0
     await page.fill("#layers", str(broken).replace("'", '"'))
