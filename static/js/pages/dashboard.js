@@ -59,7 +59,10 @@ async function refresh() {
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       clearInterval(pollTimer);
-      showMessage(message, "This project does not exist (any more).");
+      pollTimer = 0;
+      $("project").classList.add("hidden");
+      await showChooser();
+      showMessage($("chooser-message"), `There is no project ${projectId} (any more). These are the projects:`);
     }
   }
 }
@@ -205,7 +208,7 @@ $("track").addEventListener("change", async (event) => {
   }
 });
 
-if (!projectId) showChooser().catch((error) => showMessage(message, error.message));
+if (!projectId) showChooser().catch((error) => showMessage($("chooser-message"), `Could not list the projects: ${error.message}`));
 else {
   $("download").href = api.closureUrl(projectId);
   $("standalone").href = api.closurePageUrl(projectId);
