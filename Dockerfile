@@ -1,0 +1,23 @@
+# The mlitb app image: one image for the master (`mlitb serve`), the data server
+# (`mlitb data serve`) and headless workers (`mlitb worker`); docker-compose.yml
+# picks the command. Installed in place (-e) so the shipped datasets/ and the
+# browser client in static/ stay next to the package, where the code finds them.
+FROM python:3.12-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MLITB_DATA_DIR=/var/lib/mlitb
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY mlitb ./mlitb
+COPY static ./static
+COPY datasets ./datasets
+RUN pip install -e . && useradd --system --home-dir /app mlitb \
+    && mkdir -p /var/lib/mlitb && chown mlitb /var/lib/mlitb
+USER mlitb
+VOLUME /var/lib/mlitb
+EXPOSE 8000 8001
+
+CMD ["mlitb", "serve", "--host", "0.0.0.0", "--port", "8000", "--data-port", "8001"]
