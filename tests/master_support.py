@@ -68,8 +68,9 @@ class System:
 
     async def metric(self, name: str, labels: str) -> float:
         text = (await self.api.get("/metrics")).text
+        series = f"{name}{{{labels}}} " if labels else f"{name} "
         for line in text.splitlines():
-            if line.startswith(f"{name}{{{labels}}} "):
+            if line.startswith(series):
                 return float(line.split()[-1])
         raise AssertionError(f"{name}{{{labels}}} not in /metrics")
 
@@ -140,8 +141,8 @@ class Trainer:
                 if message["type"] == kind:
                     return message
 
-    async def fetch_and_cache(self, limit: int = 2) -> None:
-        """Download (up to `limit` of) the assigned shards from the data server, then report them."""
+    async def fetch_and_cache(self, limit: int | None = None) -> None:
+        """Download (the first `limit` of) the assigned shards from the data server, then report them."""
         while not self.assigned:
             await self.expect("assign")
         dataset = self.welcome["dataset"]
@@ -161,8 +162,10 @@ class Trainer:
         g = net.gradient(self.params[work["iteration"]], x[:examples], labels[:examples])
         return result_frame(work["iteration"], g.grad_sum, g.count, g.loss_sum, g.correct, compute_ms=5.0)
 
-    async def close(self) -> None:
-        await self.ws.close()
+    async def barrier(self) -> None:
+        """Return once the master has handled every frame sent before (it answers frames in order)."""
+        await self.send({"type": "barrier"})
+        await self.expect("error")
 
 
 @contextlib.asynccontextmanager

@@ -7,6 +7,7 @@ on; validation errors also name the `field`.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -17,21 +18,23 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from mlitb import __version__
+from mlitb.closure import ClosureError, load_closure
 from mlitb.data.catalog import get_manifest
-from mlitb.master import prometheus
+from mlitb.master import allocation as alloc
+from mlitb.master import latency, prometheus
+from mlitb.master.closures import project_closure, project_from_closure
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.project import ValidationError, check_layers, parse_create, parse_patch
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.master import allocation as alloc
-from mlitb.master import latency
+from mlitb.master.standalone import render_closure_page
 from mlitb.store import Store, StoreUnavailable
 
 
@@ -117,6 +120,33 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
             raise ValidationError("since", "must be an integer iteration") from None
         return JSONResponse([clean(m) for m in rt.metrics if m["iteration"] >= since])
 
+    async def download_closure(request: Request) -> Response:
+        rt = project_of(request)
+        snapshot = registry.checkpoint_now(rt)
+        text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, snapshot)
+        filename = f"{rt.id}-iteration-{snapshot.iteration}.closure.json"
+        return Response(text, media_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    async def closure_page(request: Request) -> Response:
+        rt = project_of(request)
+        snapshot = registry.checkpoint_now(rt)
+        text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, snapshot)
+        page = await asyncio.to_thread(render_closure_page, text, settings.static_dir)
+        return HTMLResponse(page)
+
+    async def create_from_closure(request: Request) -> Response:
+        admin(request)
+        body = await request.body()
+        try:
+            closure = await asyncio.to_thread(load_closure, body)
+        except ClosureError as exc:
+            raise ValidationError(exc.path, exc.message, text=f"closure {exc}") from exc
+        manifest = await get_manifest(store, closure.dataset.id) if closure.dataset.id else None
+        definition, checkpoint = project_from_closure(closure, manifest, iteration_range, settings.eval_every)
+        rt = await registry.create(definition, checkpoint)
+        return JSONResponse(project_json(rt, detail=True), status_code=201)
+
     async def websocket(ws: WebSocket) -> None:
         await serve_connection(ws, registry, settings, stats)
 
@@ -139,12 +169,15 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
         Route("/api/layers/check", layers_check, methods=["POST"]),
         Route("/api/projects", list_projects, methods=["GET"]),
         Route("/api/projects", create_project, methods=["POST"]),
+        Route("/api/projects/from-closure", create_from_closure, methods=["POST"]),
         Route("/api/projects/{id}", get_project, methods=["GET"]),
         Route("/api/projects/{id}", patch_project, methods=["PATCH"]),
         Route("/api/projects/{id}", delete_project, methods=["DELETE"]),
         Route("/api/projects/{id}/start", start_project, methods=["POST"]),
         Route("/api/projects/{id}/pause", pause_project, methods=["POST"]),
         Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
+        Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
+        Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
         WebSocketRoute("/ws", websocket),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -44,7 +44,9 @@ async def wait_window(rt: ProjectRuntime) -> None:
             return
         rt.wake.clear()
         try:
-            await asyncio.wait_for(rt.wake.wait(), remaining)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel (pause) that races a wake-up.
+            async with asyncio.timeout(remaining):
+                await rt.wake.wait()
         except TimeoutError:
             return
 
