@@ -10,8 +10,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from mlitb.closure import load_closure
+from mlitb.data.shards import decode_shard
+from mlitb.model import Net
 from mlitb.protocol import encode
-from tests.master_support import ADMIN, copy_store, mnist_store_dir, running_system, trainer
+from mlitb.store import FileStore
+from tests.master_support import ADMIN, Trainer, copy_store, mnist_store_dir, running_system, trainer
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +54,6 @@ async def test_a_trainer_trains(system):
 async def test_a_tracker_gets_the_same_params_bytes(system):
     project = await system.create_project()
     async with trainer(system, project["id"]) as client, connect(system.ws_url) as ws:
-        from tests.master_support import Trainer
-
         tracker = Trainer(ws, system.data_url)
         welcome = await tracker.hello(project["id"], role="tracker")
         assert welcome["role"] == "tracker" and welcome["dataset"]["test"]
@@ -107,8 +109,6 @@ async def test_a_client_that_keeps_sending_bad_frames_is_dropped(system):
 
 async def test_fatal_errors_close_the_connection(system):
     async with connect(system.ws_url) as ws:
-        from tests.master_support import Trainer
-
         client = Trainer(ws, system.data_url)
         await client.send({"type": "hello", "protocol": 1, "role": "trainer", "project": "nope"})
         error = await client.expect("error")
@@ -216,8 +216,6 @@ async def test_patching_the_learning_rate_changes_the_next_step(system):
 
 
 async def test_closure_download_and_resume_from_it(system):
-    from mlitb.closure import load_closure
-
     project = await system.create_project()
     pid = project["id"]
     async with trainer(system, pid) as client:
@@ -254,8 +252,6 @@ async def test_closure_download_and_resume_from_it(system):
 
 
 async def test_a_restarted_master_resumes_its_projects(mnist_dir, tmp_path):
-    from mlitb.store import FileStore
-
     root = tmp_path / "store"
     async with running_system(copy_store(mnist_dir, root)) as system:
         project = await system.create_project()
@@ -274,3 +270,39 @@ async def test_a_restarted_master_resumes_its_projects(mnist_dir, tmp_path):
             work = await client.expect("work")
             assert work["iteration"] == before.iteration
             assert np.array_equal(client.params[work["iteration"]], before.params)
+
+
+async def test_server_side_evaluation(system):
+    project = await system.create_project(eval_every=2)
+    pid = project["id"]
+    async with trainer(system, pid) as client:
+        for _ in range(2):
+            await client.send(client.compute(await client.expect("work")))
+        assert (await client.expect("work"))["iteration"] == 2
+        rt = system.runtime(pid)
+        params = rt.params.copy()
+        await system.app.state.registry.settle(rt)
+        records = (await system.api.get(f"/api/projects/{pid}/metrics")).json()
+    assert [r["test_accuracy"] is None for r in records] == [True, False]
+    # The master's figure is the numpy engine on the whole test split with the params after iteration 1.
+    x, labels = [], []
+    for ref in system.dataset["splits"]["test"]["shards"]:
+        shard = decode_shard(await system.store.get(f"shards/{ref['id']}"))
+        x.append(shard.pixels.astype(np.float32) / 255)
+        labels.append(shard.labels)
+    probs = Net(project["layers"]).predict(params, np.concatenate(x))
+    expected = float((probs.argmax(axis=1) == np.concatenate(labels)).mean())
+    assert records[1]["test_accuracy"] == pytest.approx(expected)
+    assert records[1]["test_loss"] > 0
+
+
+async def test_deleting_a_project_disconnects_its_clients(system):
+    project = await system.create_project()
+    async with trainer(system, project["id"]) as client:
+        await client.expect("work")
+        assert (await system.api.delete(f"/api/projects/{project['id']}", headers=ADMIN)).status_code == 204
+        error = await client.expect("error")
+        assert (error["code"], error["fatal"]) == ("unknown_project", True)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await client.receive()

@@ -125,6 +125,12 @@ class Registry:
             tracker.close()
         await self.store.delete(definition_key(rt.id), checkpoint_key(rt.id))
 
+    async def settle(self, rt: ProjectRuntime) -> None:
+        """Wait for the project's background evaluation and checkpoint writes in flight now."""
+        pending = list(self._side[rt.id].all)
+        if pending:
+            await asyncio.wait(pending)
+
     def checkpoint_now(self, rt: ProjectRuntime) -> Checkpoint:
         """A consistent copy of the trained state (what a closure or a checkpoint holds)."""
         return Checkpoint(
