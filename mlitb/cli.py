@@ -24,10 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the master and the data server (the whole system)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000, help="master port (default 8000)")
-    serve.add_argument("--data-port", type=int, default=8001, help="data server port (default 8001)")
+    serve.add_argument("--data-port", type=int, default=8001,
+                       help="embedded data server port (default 8001; 0: none, set MLITB_DATA_URL to a separate one)")
     serve.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where state lives with the file store")
     serve.add_argument("--redis", default=DEFAULT_REDIS_URL, metavar="URL", help="use Redis as the store")
     serve.add_argument("--workers", type=int, default=0, metavar="N", help="also start N local Python workers")
+    serve.add_argument("--checkpoint-every", type=int, metavar="N",
+                       help="checkpoint each project every N iterations (default: a few seconds of training)")
     serve.set_defaults(run="mlitb.master.serve:run")
 
     worker = commands.add_parser("worker", help="join a project as a headless Python worker")

@@ -21,6 +21,7 @@ import numpy as np
 from mlitb.data.catalog import get_manifest
 from mlitb.master import evaluation
 from mlitb.master.checkpoint import Checkpoint
+from mlitb.master.checkpointer import Checkpointer, Policy
 from mlitb.master.connection import Connection
 from mlitb.master.loop import run_project
 from mlitb.master.project import ProjectDef
@@ -44,11 +45,10 @@ def checkpoint_key(project_id: str) -> str:
 
 @dataclass
 class _SideTasks:
-    """A project's background work: at most one evaluation and one checkpoint write at a time."""
+    """A project's background work: at most one evaluation at a time (checkpoints: `Checkpointer`)."""
 
     test_set: evaluation.TestSet | None = None
     evaluating: asyncio.Task | None = None
-    saving: asyncio.Task | None = None
     all: set[asyncio.Task] = field(default_factory=set)
 
 
@@ -60,6 +60,7 @@ class Registry:
         self.settings = settings
         self.projects: dict[str, ProjectRuntime] = {}
         self._side: dict[str, _SideTasks] = {}
+        self.checkpoints = Checkpointer(store, Policy(settings.checkpoint_every, settings.checkpoint_interval_s))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -81,7 +82,10 @@ class Registry:
         """Stop every loop and write a final checkpoint; statuses stay as they are, to resume."""
         for rt in list(self.projects.values()):
             await self._stop(rt)
-            await self._final_checkpoint(rt)
+            await self.settle(rt)
+            self._save(rt)
+        await self.checkpoints.flush(self.settings.checkpoint_flush_s)
+        await self.checkpoints.close()
 
     # ------------------------------------------------------------ researcher actions
 
@@ -106,7 +110,9 @@ class Registry:
         await self._set_definition(rt, rt.definition.with_status("paused"))
         await self._stop(rt)
         rt.broadcast_idle("paused")
-        await self._final_checkpoint(rt)
+        await self.settle(rt)
+        self._save(rt)
+        await self.checkpoints.flush(self.settings.checkpoint_flush_s)
 
     async def update(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
         """A PATCHed definition; the loop reads T and the optimizer at the next boundary."""
@@ -123,6 +129,7 @@ class Registry:
             worker.conn.close(encode({"type": "error", "code": "unknown_project", "message": "the project was deleted", "fatal": True}))
         for tracker in list(rt.trackers.values()):
             tracker.close()
+        await self.checkpoints.drop(definition_key(rt.id), checkpoint_key(rt.id))
         await self.store.delete(definition_key(rt.id), checkpoint_key(rt.id))
 
     async def settle(self, rt: ProjectRuntime) -> None:
@@ -197,14 +204,14 @@ class Registry:
 
     async def _set_definition(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
         rt.definition = definition
-        await self.store.put(definition_key(rt.id), definition.to_json())
+        self.checkpoints.put(definition_key(rt.id), definition.to_json())
 
     def _after_reduce(self, rt: ProjectRuntime) -> None:
         side = self._side[rt.id]
         if rt.iteration % rt.definition.eval_every == 0 and side.evaluating is None:
             side.evaluating = self._spawn(side, self._evaluate(rt, side, rt.iteration - 1, rt.params.copy()))
-        if rt.iteration % self.settings.checkpoint_every == 0 and side.saving is None:
-            side.saving = self._spawn(side, self._checkpoint(rt))
+        if self.checkpoints.due(checkpoint_key(rt.id), rt.iteration):
+            self._save(rt)
 
     def _spawn(self, side: _SideTasks, coro: Any) -> asyncio.Task:
         task = asyncio.create_task(coro)
@@ -227,24 +234,14 @@ class Registry:
         finally:
             side.evaluating = None
 
-    async def _final_checkpoint(self, rt: ProjectRuntime) -> None:
-        """After the loop stopped: let a periodic write finish first, so the last state wins."""
-        side = self._side.get(rt.id)
-        if side is not None and side.saving is not None:
-            with contextlib.suppress(Exception):
-                await side.saving
-        await self._checkpoint(rt)
+    def _save(self, rt: ProjectRuntime) -> None:
+        """Queue a checkpoint: a snapshot now (consistent), encoded and written off the loop, newest wins."""
+        self.checkpoints.save(checkpoint_key(rt.id), self.checkpoint_now(rt))
 
     async def _checkpoint(self, rt: ProjectRuntime) -> None:
-        """Snapshot on the loop (consistent), encode in a thread (P floats), then write."""
-        side = self._side.get(rt.id)
-        snapshot = self.checkpoint_now(rt)
-        try:
-            blob = await asyncio.to_thread(snapshot.encode)
-            await self.store.put(checkpoint_key(rt.id), blob)
-        finally:
-            if side is not None:
-                side.saving = None
+        """A new project's first checkpoint, written before its creation is acknowledged."""
+        blob = await asyncio.to_thread(self.checkpoint_now(rt).encode)
+        await self.store.put(checkpoint_key(rt.id), blob)
 
 
 def _hyper(optimizer: dict[str, Any]) -> dict[str, Any]:

@@ -60,8 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    if not args.data_port and not os.environ.get("MLITB_DATA_URL"):
+        print("mlitb serve: --data-port 0 runs no data server here: set MLITB_DATA_URL to the one workers "
+              "should use (e.g. http://data.example.org:8001)", file=sys.stderr)
+        return 1
     try:
-        sockets = [_listen(args.host, args.port), _listen(args.host, args.data_port)]
+        sockets = [_listen(args.host, port) for port in (args.port, args.data_port) if port]
     except OSError as exc:
         print(f"mlitb serve: cannot listen on {args.host} ports {args.port} and {args.data_port}: {exc.strerror} "
               "(choose others with --port and --data-port)", file=sys.stderr)
@@ -72,13 +76,13 @@ async def _serve(args: argparse.Namespace) -> int:
         public_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         master_url = f"http://{public_host}:{args.port}"
         data_url = os.environ.get("MLITB_DATA_URL") or f"http://{public_host}:{args.data_port}"
-        settings = Settings(admin_token=token, data_url=data_url)
+        settings = Settings(admin_token=token, data_url=data_url, **_checkpoint_settings(args))
         print("mlitb: preparing the shipped datasets (first start takes a few seconds)...", flush=True)
         await ensure_shipped_datasets(store)
         await ensure_demo_project(store, settings)
         master = _Server(_config(create_master_app(settings, store), args.host, args.port, settings))
         data = _Server(_config(create_data_app(store, token, bootstrap=False), args.host, args.data_port, settings))
-        servers = [master, data]
+        servers = [master, data] if args.data_port else [master]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _stop, servers)
@@ -101,6 +105,12 @@ async def _serve(args: argparse.Namespace) -> int:
         await store.close()
         for sock in sockets:
             sock.close()
+
+
+def _checkpoint_settings(args: argparse.Namespace) -> dict[str, float]:
+    """`--checkpoint-every N` bounds what a crash loses to N iterations (and turns off the time rule)."""
+    every = getattr(args, "checkpoint_every", None)
+    return {"checkpoint_every": every, "checkpoint_interval_s": float("inf")} if every else {}
 
 
 def _listen(host: str, port: int) -> socket.socket:

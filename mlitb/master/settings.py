@@ -30,7 +30,11 @@ class Settings:
     max_iteration_ms: int = 60_000
     eval_every: int = 10
     eval_max_examples: int = 2000
+    # A checkpoint every N iterations or every S seconds, whichever comes first (checkpointer.py);
+    # at shutdown, wait this long for the store before giving up on the last checkpoints.
     checkpoint_every: int = 20
+    checkpoint_interval_s: float = 3.0
+    checkpoint_flush_s: float = 10.0
     metrics_history: int = 100_000
     default_project: str | None = None
     # Budgets before the latency module has measured a worker.
