@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import numpy as np
 import pytest
 
 from mlitb.store import FileStore, RedisStore, StoreError, StoreUnavailable, open_store
@@ -63,3 +66,65 @@ async def test_unreachable_redis_is_a_clear_error(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(StoreUnavailable, match=f"127.0.0.1"):
         await open_store(tmp_path, url)
+
+
+def fresh_reader(store):
+    """Another client of the same backing store, as another process would see it.
+
+    For files that is a new FileStore on the same directory (an instance
+    caches what it read, so each call opens a new one); for Redis a second client.
+    """
+    if isinstance(store, FileStore):
+        return lambda: FileStore(store.root)
+    other = RedisStore(store.url)
+    return lambda: other
+
+
+async def test_large_values_round_trip_through_another_client(store):
+    big = np.random.default_rng(0).integers(0, 256, 24 * 2**20, dtype=np.uint8).tobytes()
+    await store.put_many({"shards/big": big, "datasets/big/manifest": b"{}"})
+    reader = fresh_reader(store)()
+    assert await reader.get("shards/big") == big
+    await reader.close()
+
+
+async def test_concurrent_writers_never_tear_a_value(store):
+    """Many writers at once, several on one key: every key ends as exactly one writer's whole value."""
+    values = [bytes([i]) * (256 * 1024 + i) for i in range(12)]
+    second = fresh_reader(store)()
+    writers = [s.put("contended", v) for s, v in zip([store, second] * 6, values)]
+    writers += [store.put(f"own/{i}", v) for i, v in enumerate(values)]
+    await asyncio.gather(*writers)
+    final = await fresh_reader(store)().get("contended")
+    assert final in values
+    assert [await store.get(f"own/{i}") for i in range(len(values))] == values
+    assert await store.keys("own/") == sorted(f"own/{i}" for i in range(len(values)))
+    await second.close()
+
+
+async def test_put_many_is_never_half_visible_to_a_concurrent_reader(store):
+    """Writers name the commit key last; once a reader sees a generation there, it sees it in the rest too."""
+    generations = 25
+    reader_for = fresh_reader(store)
+    seen: list[int] = []
+
+    async def write() -> None:
+        for gen in range(1, generations + 1):
+            blob = gen.to_bytes(4, "little") * 20_000
+            await store.put_many({"group/shard-a": blob, "group/shard-b": blob, "group/manifest": blob})
+
+    async def read() -> None:
+        while not seen or seen[-1] < generations:
+            reader = reader_for()
+            manifest = await reader.get("group/manifest")
+            if manifest is not None:
+                gen = int.from_bytes(manifest[:4], "little")
+                for key in ("group/shard-a", "group/shard-b"):
+                    member = await reader_for().get(key)
+                    assert member is not None and len(member) == len(manifest)
+                    assert int.from_bytes(member[:4], "little") >= gen, f"{key} older than the manifest"
+                seen.append(gen)
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(asyncio.gather(write(), read()), 60)
+    assert len(set(seen)) > 1, "the reader never overlapped the writer"
