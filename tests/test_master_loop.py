@@ -306,3 +306,16 @@ async def test_deleting_a_project_disconnects_its_clients(system):
         with pytest.raises(ConnectionClosed):
             while True:
                 await client.receive()
+
+
+async def test_the_connection_limit_refuses_with_a_clear_error(mnist_dir, tmp_path):
+    async with running_system(copy_store(mnist_dir, tmp_path / "store"), max_connections=1) as system:
+        project = await system.create_project()
+        async with trainer(system, project["id"], cache=False):
+            async with connect(system.ws_url) as ws:
+                refused = Trainer(ws, system.data_url)
+                error = await refused.expect("error")
+                assert (error["code"], error["fatal"]) == ("too_many_connections", True)
+                with pytest.raises(ConnectionClosed):
+                    await refused.receive()
+        assert await system.metric("mlitb_connections_refused_total", "") == 1
