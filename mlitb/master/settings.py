@@ -37,6 +37,4 @@ class Settings:
     checkpoint_flush_s: float = 10.0
     metrics_history: int = 100_000
     default_project: str | None = None
-    # Budgets before the latency module has measured a worker.
-    min_budget_ms: int = 50
     static_dir: Path = STATIC_DIR
