@@ -145,7 +145,9 @@ class Registry:
             params=rt.params.copy(),
             optimizer_state=_copy_state(rt.optimizer.state_dict()),
             allocation={w: sorted(t.allocated) for w, t in rt.allocation.trainers.items()},
-            metrics=[dict(m) for m in rt.metrics],
+            # The records themselves are shared: only evaluation writes into them later (filling in
+            # test figures), and copying 100k dicts on the loop would stall it (bench/checkpoint_write.py).
+            metrics=list(rt.metrics),
         )
 
     # ------------------------------------------------------------ the lobby
