@@ -3,6 +3,8 @@
 Engines, side by side in one run: the JS engine in a Web Worker in headless
 Chromium (WASM SIMD and plain JS), the JS engine in Node, the numpy engine and
 PyTorch on one CPU thread (when importable). Prints a table, then one JSON line.
+Every engine gets one thread: numpy's BLAS is pinned before numpy loads, as
+PyTorch is with set_num_threads(1), so the ratios compare like with like.
 
     python bench/engines.py [--seconds 1.5]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -19,7 +22,10 @@ import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402  (after pinning BLAS to one thread)
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 64
