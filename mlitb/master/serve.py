@@ -152,7 +152,7 @@ async def ensure_demo_project(store: Store, settings: Settings) -> None:
     manifest = mnist[0]
     definition, _net = parse_create(
         {"name": "MNIST demo", "dataset": manifest.id, "layers": DEMO_LAYERS, "iteration_ms": DEMO_ITERATION_MS,
-         "optimizer": {"name": "adagrad", "learning_rate": 0.01, "l2_decay": 0.001}, "status": "running"},
+         "optimizer": {"name": "adagrad", "learning_rate": 0.03, "l2_decay": 0.001}, "status": "running"},
         dataset_shape=tuple(manifest.shape), num_classes=len(manifest.classes),
         default_eval_every=settings.eval_every, iteration_range=(settings.min_iteration_ms, settings.max_iteration_ms))
     await store.put(definition_key(definition.id), definition.to_json())
