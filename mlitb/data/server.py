@@ -12,6 +12,7 @@ import sys
 import uvicorn
 
 from mlitb.data.app import create_data_app
+from mlitb.config import ConfigError, from_env
 from mlitb.data.limits import Limits
 from mlitb.store import StoreUnavailable, open_store
 
@@ -23,7 +24,11 @@ def run(args: argparse.Namespace) -> int:
     if not token:
         token = secrets.token_urlsafe(18)
         print(f"admin token (set MLITB_ADMIN_TOKEN to choose one): {token}", file=sys.stderr)
-    limits = Limits(max_upload_bytes=int(os.environ.get("MLITB_MAX_UPLOAD_BYTES", Limits.max_upload_bytes)))
+    try:
+        limits = from_env(Limits, os.environ)
+    except ConfigError as exc:
+        print(f"mlitb data serve: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(_serve(args, token, limits))
     except StoreUnavailable as exc:
