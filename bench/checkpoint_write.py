@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from mlitb.master.checkpoint import Checkpoint
-from mlitb.master.serve import DEMO_LAYERS
 from mlitb.model import Net
+from mlitb.model.zoo import MNIST_CONVNET
 from mlitb.optim import make_optimizer
 from mlitb.store import FileStore, RedisStore, Store
 
@@ -55,7 +55,7 @@ async def measure(store: Store, name: str, params: np.ndarray, state: dict) -> N
 
 
 async def main() -> None:
-    net = Net(DEMO_LAYERS)
+    net = Net(MNIST_CONVNET)
     params = net.init_params(0)
     state = make_optimizer("adagrad", {"learning_rate": 0.01}, net.layout).state_dict()
     print(f"MNIST demo convnet: P = {net.param_count:,} parameters")

@@ -26,15 +26,13 @@ from mlitb.master.project import ProjectDef, parse_optimizer
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
 from mlitb.model import Net
+from mlitb.model.zoo import MNIST_MLP, MNIST_SOFTMAX
 from mlitb.optim import make_optimizer
 from mlitb.protocol import ClientInfo, Hello, parse_client_frame, result_frame
 
 NETS = {
-    "softmax (P=7,850)": [{"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
-                          {"type": "softmax", "num_classes": 10}],
-    "mlp 784-512-10 (P=407,050)": [{"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
-                                   {"type": "fc", "num_neurons": 512, "activation": "relu"},
-                                   {"type": "softmax", "num_classes": 10}],
+    "softmax (P=7,850)": MNIST_SOFTMAX,
+    "mlp 784-512-10 (P=407,050)": MNIST_MLP,
 }
 TRAINERS = (1, 8, 32)
 ITERATIONS = 30

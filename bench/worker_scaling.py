@@ -20,22 +20,15 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from mlitb.model import Net  # noqa: E402
+from mlitb.model.zoo import MNIST_CONVNET  # noqa: E402
 from mlitb.worker.compute import Examples, Normalization, compute  # noqa: E402
 
 BUDGET_MS = 3000
-LAYERS = [  # mlitb serve's MNIST demo convnet (ConvNetJS's MNIST example)
-    {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
-    {"type": "conv", "sx": 5, "filters": 8, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 2, "stride": 2},
-    {"type": "conv", "sx": 5, "filters": 16, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 3, "stride": 3},
-    {"type": "softmax", "num_classes": 10},
-]
 
 
 def trainer_rate(results: multiprocessing.Queue | list | None = None) -> float:
     """Examples/s of one trainer computing for BUDGET_MS on random digits."""
-    net = Net(LAYERS)
+    net = Net(MNIST_CONVNET)
     rng = np.random.default_rng(0)
     examples = Examples(rng.integers(0, 256, (2000, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 2000))
     result = compute(net.gradient, net.init_params(1), examples, BUDGET_MS, Normalization(), rng=rng)

@@ -20,17 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from mlitb.model.zoo import MNIST_CONVNET
 from tests.helpers import REPO, free_port, poll_until, wait_for_port
 
 TOKEN = "e2e-admin-token"
-MNIST_LAYERS = [  # the demo convnet of `mlitb serve` (ConvNetJS's MNIST example)
-    {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
-    {"type": "conv", "sx": 5, "filters": 8, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 2, "stride": 2},
-    {"type": "conv", "sx": 5, "filters": 16, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 3, "stride": 3},
-    {"type": "softmax", "num_classes": 10},
-]
 
 
 def _env() -> dict[str, str]:
@@ -98,7 +91,7 @@ class System:
     def create_project(self, **fields: Any) -> str:
         dataset = next(d for d in httpx.get(f"http://127.0.0.1:{self.data_port}/datasets", timeout=30).json()["datasets"]
                        if d["name"] == "mnist")
-        body = {"name": "e2e", "dataset": dataset["id"], "layers": MNIST_LAYERS, "status": "running", **fields}
+        body = {"name": "e2e", "dataset": dataset["id"], "layers": MNIST_CONVNET, "status": "running", **fields}
         return self.api("POST", "/api/projects", body)["id"]
 
     def project(self, project_id: str) -> dict[str, Any]:

@@ -22,14 +22,14 @@ from mlitb.data.shards import decode_shard
 from mlitb.master.app import create_master_app
 from mlitb.master.settings import Settings
 from mlitb.model import Net
+from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.protocol import encode, result_frame
 from mlitb.store import FileStore
 from tests.helpers import free_port, serve_app
 
 TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-# Softmax regression on MNIST: 7,850 parameters, a gradient in milliseconds.
-TINY_LAYERS = [{"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1}, {"type": "softmax", "num_classes": 10}]
+TINY_LAYERS = MNIST_SOFTMAX  # 7,850 parameters, a gradient in milliseconds
 TIMEOUT = 15.0
 
 

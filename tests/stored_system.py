@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.registry import checkpoint_key
+from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.store import FileStore, RedisStore, Store
 from tests.e2e_system import System, _env
 from tests.helpers import REPO, wait_for_port
 
 # Softmax regression on MNIST: learns within a few iterations, a gradient in milliseconds.
-TINY_LAYERS = [{"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1}, {"type": "softmax", "num_classes": 10}]
+TINY_LAYERS = MNIST_SOFTMAX
 
 
 @dataclass

@@ -10,21 +10,12 @@ import pytest
 import pytest_asyncio
 
 from mlitb.model import Net
+from mlitb.model.zoo import MNIST_CONVNET
 from tests.browser_support import chromium, new_context, open_page
 from tests.datazips import image_zip
 from tests.master_support import ADMIN, TINY_LAYERS, TOKEN, copy_store, mnist_store_dir, running_system
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-MNIST_TEMPLATE = [
-    {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
-    {"type": "conv", "sx": 5, "filters": 8, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 2, "stride": 2},
-    {"type": "conv", "sx": 5, "filters": 16, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 3, "stride": 3},
-    {"type": "softmax", "num_classes": 10},
-]
-
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
@@ -58,9 +49,9 @@ async def test_new_project_from_the_form_with_the_mnist_template(system, browser
     await page.select_option("#dataset", system.dataset["id"])
     await page.select_option("#template", "mnist")
     await page.click("#use-template")
-    expected = Net(MNIST_TEMPLATE).param_count
+    expected = Net(MNIST_CONVNET).param_count
     await page.wait_for_selector(f"#check.ok >> text={expected:,} parameters")
-    assert await page.locator("#shapes tbody tr").count() == len(Net(MNIST_TEMPLATE).layers)
+    assert await page.locator("#shapes tbody tr").count() == len(Net(MNIST_CONVNET).layers)
     await page.fill("input[name=name]", "Digits from the form")
     await page.click("#create")
     await page.fill("dialog.token-dialog input[name=token]", TOKEN)
@@ -69,7 +60,7 @@ async def test_new_project_from_the_form_with_the_mnist_template(system, browser
     await page.wait_for_selector("#name >> text=Digits from the form")
     project_id = page.url.split("project=")[1]
     project = (await system.api.get(f"/api/projects/{project_id}")).json()
-    assert project["layers"] == MNIST_TEMPLATE
+    assert project["layers"] == MNIST_CONVNET
     assert project["dataset"] == system.dataset["id"]
     assert project["optimizer"]["name"] == "adagrad" and project["optimizer"]["learning_rate"] == 0.01
     assert await page.evaluate("localStorage.getItem('mlitb.adminToken')") == TOKEN
@@ -88,7 +79,7 @@ async def test_layer_errors_name_the_layer_and_the_field(system, researcher):
     assert [layer["type"] for layer in cifar].count("conv") == 3
     assert cifar[0] == {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1}, "fitted to the dataset"
     await page.wait_for_selector(f"#check.ok >> text={Net(cifar).param_count:,} parameters")
-    broken = [dict(layer) for layer in MNIST_TEMPLATE]
+    broken = [dict(layer) for layer in MNIST_CONVNET]
     broken[3]["filters"] = 0
     await page.fill("#layers", str(broken).replace("'", '"'))
     error = page.locator("#check.error")

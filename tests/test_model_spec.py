@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mlitb.model import Net, SpecError
 from mlitb.model.spec import expand
+from mlitb.model.zoo import MNIST_CONVNET
+from tests.helpers import REPO
 
 INPUT = {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1}
 SOFTMAX = {"type": "softmax", "num_classes": 10}
@@ -27,19 +31,18 @@ def test_expansion_follows_convnetjs_desugar():
 
 
 def test_mnist_convnet_shapes_and_param_count():
-    net = Net([
-        INPUT,
-        {"type": "conv", "sx": 5, "filters": 8, "stride": 1, "pad": 2, "activation": "relu"},
-        {"type": "pool", "sx": 2, "stride": 2},
-        {"type": "conv", "sx": 5, "filters": 16, "stride": 1, "pad": 2, "activation": "relu"},
-        {"type": "pool", "sx": 3, "stride": 3},
-        SOFTMAX,
-    ])
+    net = Net(MNIST_CONVNET)
     assert [layer.out_shape for layer in net.layers] == [
         (28, 28, 1), (28, 28, 8), (28, 28, 8), (14, 14, 8), (14, 14, 16), (14, 14, 16), (4, 4, 16),
         (1, 1, 10), (1, 1, 10)]
     assert net.param_count == (8 * 25 + 8) + (16 * 200 + 16) + (10 * 256 + 10)
     assert net.input_shape == (28, 28, 1) and net.num_classes == 10
+
+
+def test_the_js_benchmark_runs_the_same_convnet():
+    """bench/nets.json is the JS side's copy of the zoo's MNIST convnet (stride 1 left to its default)."""
+    nets = json.loads((REPO / "bench" / "nets.json").read_text())
+    assert expand(nets["mnist_convnet"]) == expand(MNIST_CONVNET)
 
 
 def test_non_square_shapes_stride_pad_and_defaults():

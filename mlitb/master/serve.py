@@ -30,17 +30,11 @@ from mlitb.master.app import create_master_app
 from mlitb.master.project import parse_create
 from mlitb.master.registry import definition_key
 from mlitb.master.settings import Settings
+from mlitb.model.zoo import MNIST_CONVNET
 from mlitb.store import Store, StoreError, StoreUnavailable, open_store
 
 TOKEN_KEY = "master/admin_token"
-DEMO_LAYERS = [
-    {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
-    {"type": "conv", "sx": 5, "filters": 8, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 2, "stride": 2},
-    {"type": "conv", "sx": 5, "filters": 16, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 3, "stride": 3},
-    {"type": "softmax", "num_classes": 10},
-]
+DEMO_LAYERS = MNIST_CONVNET
 DEMO_ITERATION_MS = 1500
 
 

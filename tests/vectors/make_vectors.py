@@ -33,20 +33,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from mlitb.model import Net  # noqa: E402
+from mlitb.model.zoo import MNIST_CONVNET  # noqa: E402
 
 
 def _input(sx: int, sy: int, depth: int) -> dict[str, Any]:
     return {"type": "input", "out_sx": sx, "out_sy": sy, "out_depth": depth}
 
-
-MNIST_CONVNET = [
-    _input(28, 28, 1),
-    {"type": "conv", "sx": 5, "filters": 8, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 2, "stride": 2},
-    {"type": "conv", "sx": 5, "filters": 16, "stride": 1, "pad": 2, "activation": "relu"},
-    {"type": "pool", "sx": 3, "stride": 3},
-    {"type": "softmax", "num_classes": 10},
-]
 
 # name -> (layer defs, batch size, dropout seed)
 CASES: dict[str, tuple[list[dict[str, Any]], int, int]] = {
