@@ -25,7 +25,7 @@ export class Boss extends EventTarget {
     this.tracker = null;
     this.data = null;
     this.cachedIds = [];
-    this.download = { downloading: 0, downloaded: 0, bytes: 0, fromCache: 0, cached: 0, failed: 0 };
+    this.download = { downloading: 0, downloaded: 0, bytes: 0, fromCache: 0, cached: 0, failed: 0, cacheBytes: 0, dataError: null };
     this.evals = [];
     this.errors = [];
     this.running = false;
@@ -74,7 +74,7 @@ export class Boss extends EventTarget {
   startTrainer() {
     const index = this.nextIndex++;
     const worker = new Worker(workerUrl("trainer"), { type: "module", name: `mlitb trainer ${index}` });
-    const trainer = { index, worker, state: "starting", detail: "", clientId: null, engine: null, iterations: 0, examples: 0, cached: 0, recent: [], lastError: null };
+    const trainer = { index, worker, state: "starting", detail: "", clientId: null, clientIds: [], reconnects: 0, engine: null, iterations: 0, examples: 0, cached: 0, recent: [], lastError: null };
     worker.onmessage = ({ data }) => this.onTrainerMessage(trainer, data);
     worker.onerror = (event) => {
       trainer.state = "failed";
@@ -104,11 +104,14 @@ export class Boss extends EventTarget {
   onTrainerMessage(trainer, message) {
     switch (message.type) {
       case "state":
+        if (message.state === "reconnecting" && trainer.state !== "reconnecting") trainer.reconnects++;
         trainer.state = message.state;
         trainer.detail = message.detail;
         break;
       case "welcome":
+        // a new id on each (re)connect; the page adds up what each of them had accepted
         trainer.clientId = message.clientId;
+        if (!trainer.clientIds.includes(message.clientId)) trainer.clientIds.push(message.clientId);
         trainer.engine = message.engine;
         break;
       case "cached":
@@ -175,10 +178,10 @@ export class Boss extends EventTarget {
     const states = new Set(trainers.map((t) => t.state));
     const state = !this.running ? "stopped"
       : states.has("training") ? "training"
+      : states.has("reconnecting") ? "reconnecting"
       : states.has("downloading") || this.download.downloading > 0 ? "downloading data"
       : states.has("paused") ? "paused"
       : states.has("connecting") || states.has("starting") ? "connecting"
-      : states.has("reconnecting") ? "reconnecting"
       : "waiting";
     return {
       state,
@@ -187,6 +190,7 @@ export class Boss extends EventTarget {
       iterations: trainers.reduce((n, t) => n + t.iterations, 0),
       examples: trainers.reduce((n, t) => n + t.examples, 0),
       shardsCached: this.download.cached,
+      reconnects: trainers.reduce((n, t) => n + t.reconnects, 0),
       download: this.download,
     };
   }

@@ -1,17 +1,23 @@
 // One WebSocket to the master speaking protocol v1 (docs/protocol.md):
-// msgpack frames in and out, `hello` on every (re)connect, reconnects with backoff.
+// msgpack frames in and out, `hello` on every (re)connect, reconnects with
+// backoff (half a second at first, at most 5 s apart, jittered) for as long as
+// it takes: a restarted master finds its browsers back by itself.
 
 import { encode, decode } from "./msgpack.js";
+import { retryDelayMs } from "./backoff.js";
+
+const RETRY = { baseMs: 500, maxMs: 5000 };
 
 export class MasterSocket {
-  // hello(): the hello map to send on each connect; onMessage(message); onStatus(text)
+  // hello(): the hello map to send on each connect; onMessage(message);
+  // onStatus(status, {code, retryInMs, attempt}): "connected", "reconnecting" or "refused"
   constructor(url, { hello, onMessage, onStatus = () => {} }) {
     this.url = url;
     this.hello = hello;
     this.onMessage = onMessage;
     this.onStatus = onStatus;
     this.closed = false;
-    this.retryMs = 500;
+    this.attempt = 0;
     this.socket = null;
     this.connect();
   }
@@ -21,7 +27,7 @@ export class MasterSocket {
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     socket.onopen = () => {
-      this.retryMs = 500;
+      this.attempt = 0;
       this.send(this.hello());
       this.onStatus("connected");
     };
@@ -39,10 +45,13 @@ export class MasterSocket {
       if (this.socket !== socket) return;
       this.socket = null;
       if (this.closed) return;
-      this.onStatus(this.fatal ? "refused" : "reconnecting", event.code);
-      if (this.fatal) return;
-      setTimeout(() => !this.closed && this.connect(), this.retryMs);
-      this.retryMs = Math.min(this.retryMs * 2, 10_000);
+      if (this.fatal) {
+        this.onStatus("refused", { code: event.code });
+        return;
+      }
+      const retryInMs = retryDelayMs(this.attempt++, RETRY);
+      this.onStatus("reconnecting", { code: event.code, retryInMs, attempt: this.attempt });
+      setTimeout(() => !this.closed && this.connect(), retryInMs);
     };
   }
 

@@ -1,8 +1,14 @@
 // Decoded shards in IndexedDB, so a reload does not download them again.
-// Works in pages and workers; without IndexedDB it degrades to no cache.
+// Two object stores: `shards` (the records, pixels included) and `index`
+// ({id, dataset, bytes, used} per shard, small, what cache-policy.js decides
+// on). Works in pages and workers; without IndexedDB it degrades to no cache.
+
+import { shardBytes } from "./cache-policy.js";
 
 const DB_NAME = "mlitb-shards";
-const STORE = "shards";
+const VERSION = 2;
+const SHARDS = "shards";
+const INDEX = "index";
 
 function promised(request) {
   return new Promise((resolve, reject) => {
@@ -11,13 +17,23 @@ function promised(request) {
   });
 }
 
+function done(transaction) {
+  return new Promise((resolve, reject) => {
+    transaction.oncomplete = () => resolve();
+    transaction.onerror = transaction.onabort = () => reject(transaction.error);
+  });
+}
+
 export async function openShardCache() {
   if (typeof indexedDB === "undefined") return nullCache;
   try {
-    const open = indexedDB.open(DB_NAME, 1);
+    const open = indexedDB.open(DB_NAME, VERSION);
     open.onupgradeneeded = () => {
-      const store = open.result.createObjectStore(STORE, { keyPath: "id" });
-      store.createIndex("dataset", "dataset");
+      // Version 1 had no index of sizes: start that cache afresh.
+      const db = open.result;
+      for (const name of [...db.objectStoreNames]) db.deleteObjectStore(name);
+      db.createObjectStore(SHARDS, { keyPath: "id" });
+      db.createObjectStore(INDEX, { keyPath: "id" }).createIndex("dataset", "dataset");
     };
     return new ShardCache(await promised(open));
   } catch {
@@ -30,24 +46,52 @@ class ShardCache {
     this.db = db;
   }
 
-  store(mode) {
-    return this.db.transaction(STORE, mode).objectStore(STORE);
+  // The record, marked as just used.
+  async get(id) {
+    try {
+      const transaction = this.db.transaction([SHARDS, INDEX], "readwrite");
+      const record = await promised(transaction.objectStore(SHARDS).get(id));
+      const entry = await promised(transaction.objectStore(INDEX).get(id));
+      if (record && entry) transaction.objectStore(INDEX).put({ ...entry, used: Date.now() });
+      await done(transaction);
+      return record && entry ? record : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
-  get(id) {
-    return promised(this.store("readonly").get(id)).catch(() => undefined);
-  }
-
-  put(record) {
-    return promised(this.store("readwrite").put(record)).catch(() => undefined);
+  async put(record) {
+    try {
+      const transaction = this.db.transaction([SHARDS, INDEX], "readwrite");
+      transaction.objectStore(SHARDS).put(record);
+      transaction.objectStore(INDEX).put({ id: record.id, dataset: record.dataset, bytes: shardBytes(record), used: Date.now() });
+      await done(transaction);
+    } catch {
+      /* a full or broken cache only means downloading again */
+    }
   }
 
   ids(datasetId) {
-    return promised(this.store("readonly").index("dataset").getAllKeys(datasetId)).catch(() => []);
+    return promised(this.db.transaction(INDEX).objectStore(INDEX).index("dataset").getAllKeys(datasetId)).catch(() => []);
   }
 
-  remove(id) {
-    return promised(this.store("readwrite").delete(id)).catch(() => undefined);
+  // Every index entry: {id, dataset, bytes, used}.
+  entries() {
+    return promised(this.db.transaction(INDEX).objectStore(INDEX).getAll()).catch(() => []);
+  }
+
+  async remove(ids) {
+    if (!ids.length) return;
+    try {
+      const transaction = this.db.transaction([SHARDS, INDEX], "readwrite");
+      for (const id of ids) {
+        transaction.objectStore(SHARDS).delete(id);
+        transaction.objectStore(INDEX).delete(id);
+      }
+      await done(transaction);
+    } catch {
+      /* tried again at the next eviction */
+    }
   }
 }
 
@@ -55,5 +99,6 @@ const nullCache = {
   get: async () => undefined,
   put: async () => undefined,
   ids: async () => [],
+  entries: async () => [],
   remove: async () => undefined,
 };

@@ -6,13 +6,25 @@ const textDecoder = new TextDecoder();
 
 export class ShardFormatError extends Error {}
 
+// The data server answered with an error status (`status`): 4xx will not get better by retrying.
+export class ShardHttpError extends Error {
+  constructor(url, status) {
+    super(`shard ${url}: HTTP ${status}`);
+    this.status = status;
+  }
+
+  get permanent() {
+    return this.status >= 400 && this.status < 500 && this.status !== 408 && this.status !== 429;
+  }
+}
+
 export function shardUrl(dataUrl, datasetId, shardId) {
   return `${dataUrl.replace(/\/$/, "")}/datasets/${encodeURIComponent(datasetId)}/shards/${encodeURIComponent(shardId)}`;
 }
 
 export async function fetchShard(url, { signal } = {}) {
   const response = await fetch(url, { signal });
-  if (!response.ok) throw new Error(`shard ${url}: HTTP ${response.status}`);
+  if (!response.ok) throw new ShardHttpError(url, response.status);
   return parseShard(new Uint8Array(await response.arrayBuffer()));
 }
 

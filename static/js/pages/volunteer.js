@@ -19,11 +19,16 @@ function selectedProject() {
 }
 
 async function loadProjects() {
+  if (boss?.figures().state === "reconnecting") return; // the trainers find the master back first
   try {
     const [config, projects] = await Promise.all([api.config(), api.projects()]);
     const wanted = selectedProject() || new URLSearchParams(location.search).get("project") || config.default_project;
     const running = projects.filter((p) => p.status === "running");
     const shown = running.length ? running : projects;
+    if (message.dataset.source === "projects") {
+      showMessage(message, "");
+      delete message.dataset.source;
+    }
     list.replaceChildren();
     if (!shown.length) {
       list.append(element("li", { class: "muted", text: "No projects yet. A researcher creates one on the New project page." }));
@@ -46,7 +51,9 @@ async function loadProjects() {
     if (!performance.getEntriesByName("mlitb:interactive").length) performance.mark("mlitb:interactive");
     updateDashboardLink();
   } catch (error) {
+    if (boss) return; // the trainers' reconnecting state says it already
     showMessage(message, `Could not load the projects: ${error.message}`);
+    message.dataset.source = "projects";
   }
 }
 
@@ -91,7 +98,7 @@ function stop() {
 }
 
 async function pollAccepted() {
-  if (!boss) return;
+  if (!boss || boss.figures().state === "reconnecting") return;
   try {
     const project = await api.project(boss.project.id);
     for (const worker of project.workers || []) accepted.set(worker.id, worker.accepted ?? 0);
@@ -112,11 +119,17 @@ function draw() {
   drawQueued = false;
   const figures = boss ? boss.figures() : { ...(lastFigures || {}), state: "stopped", examplesPerS: 0, trainers: [] };
   lastFigures = figures;
-  const acceptedFor = (t) => (t.clientId && accepted.get(t.clientId)) || 0;
-  $("state").textContent = figures.state;
+  // results accepted over every connection this trainer had (a new one after each reconnect)
+  const acceptedFor = (t) => (t.clientIds || []).reduce((n, id) => n + (accepted.get(id) || 0), 0);
+  $("state").textContent = figures.state === "reconnecting" ? "reconnecting…" : figures.state;
   $("state").className = `badge ${figures.state.split(" ")[0]}`;
+  $("state").dataset.state = figures.state;
+  $("state").dataset.reconnects = figures.reconnects ?? 0;
+  drawConnectionLine(figures);
   $("examples-per-s").textContent = formatRate(figures.examplesPerS);
   $("shards-cached").textContent = formatCount(figures.shardsCached ?? 0);
+  $("cache-size").textContent = formatBytes(figures.download?.cacheBytes ?? 0);
+  $("cache-size").dataset.bytes = figures.download?.cacheBytes ?? 0;
   $("iterations").textContent = formatCount(figures.iterations ?? 0);
   $("examples").textContent = formatCount(figures.examples ?? 0);
   const data = figures.download;
@@ -136,6 +149,24 @@ function draw() {
         element("td", { class: "num", text: formatCount(t.cached) }),
         element("td", { class: "num", text: formatCount(t.iterations) }),
         element("td", { class: "num", text: formatCount(acceptedFor(t)) }))));
+}
+
+// What is wrong with the connections right now, in words; hidden when nothing is.
+function drawConnectionLine(figures) {
+  const lines = [];
+  if (figures.state === "reconnecting") {
+    const waiting = (figures.trainers || []).find((t) => t.state === "reconnecting");
+    lines.push(`The master is unreachable; reconnecting (${waiting?.detail || "soon"}). Training resumes by itself when it is back.`);
+  }
+  const dataError = figures.download?.dataError;
+  if (dataError && boss) {
+    lines.push(`The data server is unreachable (${dataError}); retrying in ${(figures.download.retryInMs / 1000).toFixed(1)} s.`);
+  }
+  const node = $("connection");
+  node.textContent = lines.join(" ");
+  node.classList.toggle("hidden", !lines.length);
+  node.dataset.reconnecting = figures.state === "reconnecting";
+  node.dataset.dataError = Boolean(dataError && boss);
 }
 
 list.addEventListener("change", updateDashboardLink);

@@ -6,6 +6,7 @@ import { createNet } from "../../engine/net.js";
 import { float32 } from "../msgpack.js";
 import { MasterSocket } from "../master-socket.js";
 import { ExampleSampler, normalizationTable } from "../examples.js";
+import { retryDelayMs } from "../backoff.js";
 
 const MAX_BATCH = 128;
 const FIRST_BATCH = 4;
@@ -17,6 +18,7 @@ let params = null, paramsIteration = -1;
 let assigned = [];
 const held = new Map();
 const requested = new Set();
+const shardFailures = new Map();
 let sampler = null, samplerKey = "";
 let msPerExample = 0;
 let hidden = false;
@@ -32,6 +34,7 @@ self.onmessage = async ({ data }) => {
     socket?.send({ type: "state", hidden });
   } else if (data.type === "stop") {
     socket?.close();
+    dataPort?.postMessage({ type: "gone" });
     dataPort?.close();
     tell({ type: "stopped" });
     self.close();
@@ -56,9 +59,12 @@ async function start(config) {
       cached: [...new Set([...held.keys(), ...config.cached])],
     }),
     onMessage,
-    onStatus: (status) => {
-      if (status === "connected" && hidden) socket.send({ type: "state", hidden });
-      if (status !== "connected") setState(status === "refused" ? "stopped" : "reconnecting");
+    onStatus: (status, { retryInMs, attempt } = {}) => {
+      if (status === "connected") {
+        if (hidden) socket.send({ type: "state", hidden });
+        setState("connecting");
+      } else if (status === "refused") setState("stopped");
+      else setState("reconnecting", `attempt ${attempt}, next in ${(retryInMs / 1000).toFixed(1)} s`);
     },
   });
 }
@@ -76,6 +82,7 @@ async function onMessage(message) {
       limits = { ...limits, ...message.limits };
       if (!net || netLayers !== JSON.stringify(project.layers)) await buildNet(project.layers);
       tell({ type: "welcome", clientId: message.client_id, engine: net.backend, project: project.id });
+      if (dataset?.url) dataPort.postMessage({ type: "dataServer", dataUrl: dataset.url });
       setState(project.status === "paused" ? "paused" : "waiting");
       break;
     case "params":
@@ -84,6 +91,7 @@ async function onMessage(message) {
       break;
     case "assign":
       assigned = message.shards.map((s) => s.id);
+      dataPort.postMessage({ type: "assigned", ids: assigned, cacheShards: limits.cache_shards });
       request(assigned.filter((id) => !held.has(id) && !requested.has(id)));
       evict();
       if (held.size) socket.send({ type: "cached", shards: [...held.keys()] });
@@ -111,10 +119,15 @@ function request(ids) {
 function onShard(message) {
   requested.delete(message.id);
   if (message.type === "shard-error") {
+    // the data worker already retried what retrying could fix; try again much later
+    const failures = shardFailures.get(message.id) ?? 0;
+    shardFailures.set(message.id, failures + 1);
     tell({ type: "error", code: "shard", message: `shard ${message.id}: ${message.message}` });
-    setTimeout(() => assigned.includes(message.id) && !held.has(message.id) && request([message.id]), 3000);
+    setTimeout(() => assigned.includes(message.id) && !held.has(message.id) && request([message.id]),
+      retryDelayMs(failures, { baseMs: 5000, maxMs: 120_000 }));
     return;
   }
+  shardFailures.delete(message.id);
   held.set(message.id, message.shard);
   evict();
   socket.send({ type: "cached", shards: [...held.keys()] });
