@@ -1,9 +1,10 @@
-"""Server-side test metrics: the numpy engine on the dataset's test split, in a thread.
+"""Server-side test metrics: the numpy engine on the dataset's test split.
 
 The master is the only party that sees the test split as a whole, so it is
-the one that reports test accuracy; it runs off the event loop because a
-forward pass over thousands of examples takes far longer than an iteration's
-bookkeeping.
+the one that reports test accuracy. The master only fetches the test shards'
+bytes (I/O, on the loop); decoding and the forward passes run in the
+evaluation process (evaluator.py), because in a thread of the master their
+CPU and GIL time delays the event loop enough to stamp on-time results late.
 """
 
 from __future__ import annotations
@@ -36,29 +37,44 @@ class Evaluation:
     count: int
 
 
-async def load_test_set(store: Store, manifest: Manifest, normalization: dict[str, float], max_examples: int) -> TestSet:
-    """The first `max_examples` test examples, decoded once per project."""
-    pixels, labels, total = [], [], 0
+@dataclass(frozen=True)
+class TestSource:
+    """What the evaluation process needs to build a project's net and test set (sent once, then cached)."""
+
+    layers: list
+    blobs: tuple[bytes, ...]
+    normalization: dict[str, float]
+    shape: tuple[int, int, int]
+    max_examples: int
+
+
+async def fetch_test_blobs(store: Store, manifest: Manifest, max_examples: int) -> tuple[bytes, ...]:
+    """The zipped test shards holding the first `max_examples` test examples, as stored."""
+    blobs, total = [], 0
     for ref in manifest.test.shards:
         if total >= max_examples:
             break
         blob = await store.get(shard_key(ref.id))
         if blob is None:
             raise LookupError(f"test shard {ref.id} of dataset {manifest.id} is missing from the store")
-        shard = decode_shard(blob)
-        pixels.append(shard.pixels)
-        labels.append(shard.labels)
-        total += len(shard.labels)
-    if not pixels:
-        return TestSet(np.zeros((0, *manifest.shape), np.float32), np.zeros(0, np.int64))
-    x = np.concatenate(pixels)[:max_examples].astype(np.float32)
-    x *= np.float32(normalization["scale"])
-    x += np.float32(normalization["offset"])
-    return TestSet(x, np.concatenate(labels)[:max_examples])
+        blobs.append(blob)
+        total += ref.count
+    return tuple(blobs)
+
+
+def decode_test_set(source: TestSource) -> TestSet:
+    """The first `max_examples` test examples, normalised (CPU-bound: runs in the evaluation process)."""
+    shards = [decode_shard(blob) for blob in source.blobs]
+    if not shards:
+        return TestSet(np.zeros((0, *source.shape), np.float32), np.zeros(0, np.int64))
+    x = np.concatenate([s.pixels for s in shards])[:source.max_examples].astype(np.float32)
+    x *= np.float32(source.normalization["scale"])
+    x += np.float32(source.normalization["offset"])
+    return TestSet(x, np.concatenate([s.labels for s in shards])[:source.max_examples])
 
 
 def evaluate(net: Net, params: np.ndarray, test: TestSet) -> Evaluation:
-    """Mean cross-entropy and accuracy over the test set (blocking: call in a thread)."""
+    """Mean cross-entropy and accuracy over the test set (blocking: runs in the evaluation process)."""
     if len(test.labels) == 0:
         return Evaluation(float("nan"), float("nan"), 0)
     loss, correct = 0.0, 0

@@ -23,6 +23,7 @@ from mlitb.master import evaluation
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.checkpointer import Checkpointer, Policy
 from mlitb.master.connection import Connection
+from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
 from mlitb.master.project import ProjectDef
 from mlitb.master.runtime import ProjectRuntime
@@ -47,7 +48,6 @@ def checkpoint_key(project_id: str) -> str:
 class _SideTasks:
     """A project's background work: at most one evaluation at a time (checkpoints: `Checkpointer`)."""
 
-    test_set: evaluation.TestSet | None = None
     evaluating: asyncio.Task | None = None
     all: set[asyncio.Task] = field(default_factory=set)
 
@@ -61,6 +61,7 @@ class Registry:
         self.projects: dict[str, ProjectRuntime] = {}
         self._side: dict[str, _SideTasks] = {}
         self.checkpoints = Checkpointer(store, Policy(settings.checkpoint_every, settings.checkpoint_interval_s))
+        self.evaluator = Evaluator()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -86,6 +87,7 @@ class Registry:
             self._save(rt)
         await self.checkpoints.flush(self.settings.checkpoint_flush_s)
         await self.checkpoints.close()
+        await self.evaluator.close()
 
     # ------------------------------------------------------------ researcher actions
 
@@ -124,6 +126,7 @@ class Registry:
         await self._stop(rt)
         for task in self._side.pop(rt.id).all:
             task.cancel()
+        self.evaluator.forget(rt.id)
         del self.projects[rt.id]
         for worker in list(rt.workers.values()):
             worker.conn.close(encode({"type": "error", "code": "unknown_project", "message": "the project was deleted", "fatal": True}))
@@ -224,11 +227,14 @@ class Registry:
 
     async def _evaluate(self, rt: ProjectRuntime, side: _SideTasks, iteration: int, params: np.ndarray) -> None:
         """Test loss and accuracy of the params after `iteration`, written into that iteration's record."""
+
+        async def source() -> evaluation.TestSource:
+            blobs = await evaluation.fetch_test_blobs(self.store, rt.manifest, self.settings.eval_max_examples)
+            return evaluation.TestSource(rt.definition.layers, blobs, rt.definition.normalization,
+                                         tuple(rt.manifest.shape), self.settings.eval_max_examples)
+
         try:
-            if side.test_set is None:
-                side.test_set = await evaluation.load_test_set(
-                    self.store, rt.manifest, rt.definition.normalization, self.settings.eval_max_examples)
-            result = await asyncio.to_thread(evaluation.evaluate, rt.net, params, side.test_set)
+            result = await self.evaluator.evaluate(rt.id, params, source)
             for record in reversed(rt.metrics):
                 if record["iteration"] == iteration:
                     record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
