@@ -135,7 +135,7 @@ function draw() {
   const data = figures.download;
   if (data) {
     $("data-line").textContent = `Data: ${formatCount(data.fromCache)} shard${data.fromCache === 1 ? "" : "s"} from this browser's cache, ${formatCount(data.downloaded)} downloaded (${formatBytes(data.bytes)})${data.downloading > 0 ? `, ${data.downloading} downloading` : ""}.`;
-    Object.assign($("data-line").dataset, { fromCache: data.fromCache, downloaded: data.downloaded });
+    Object.assign($("data-line").dataset, { fromCache: data.fromCache, downloaded: data.downloaded, downloading: data.downloading });
   }
   const totalAccepted = (figures.trainers || []).reduce((n, t) => n + acceptedFor(t), 0);
   if (boss) $("accepted").textContent = formatCount(totalAccepted);
