@@ -6,13 +6,15 @@ master can mount it in its own process and tests can run it on any store.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
@@ -23,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from mlitb.data import catalog
+from mlitb.data.append import LabelledImage, append_image, append_zip
 from mlitb.data.archive import ZipInput
 from mlitb.data.errors import DataError
 from mlitb.data.ingest import DEFAULT_SHARD_SIZE
@@ -45,7 +48,7 @@ def create_data_app(
 ) -> Starlette:
     """The data server on `store`. The caller owns the store (opens and closes it).
 
-    `admin_token` guards POST and DELETE (None refuses them all). With
+    `admin_token` guards POST (upload, append) and DELETE (None refuses them all). With
     `bootstrap`, startup ingests the shipped MNIST into an empty store
     (`catalog.ensure_shipped_datasets`); a master that mounts this app inside
     its own should call that function itself, since Starlette does not run a
@@ -79,21 +82,9 @@ def create_data_app(
 
     async def upload(request: Request) -> Response:
         _require_admin(request, admin_token)
-        content_length = request.headers.get("content-length")
-        if content_length and content_length.isdigit() and int(content_length) > limits.max_upload_bytes:
-            raise _too_large(limits)
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise DataError("send a multipart/form-data body with the zip in a file field named 'train'")
+        _check_upload_headers(request, limits, "with the zip in a file field named 'train'")
         options = parse_options(request.query_params, shard_size)
-        limited = Request(request.scope, _limit_body(request.receive, limits))
-        try:
-            form = await limited.form(max_files=2, max_fields=0)
-        except (MultiPartException, HTTPException) as exc:
-            message = getattr(exc, "message", None) or getattr(exc, "detail", "")
-            raise DataError(
-                f"the upload is not a valid multipart form ({message}): send file fields 'train' and "
-                "optionally 'test', and the options in the query string"
-            ) from exc
+        form = await _read_form(request, limits, 2, "file fields 'train' and optionally 'test', and the options in the query string")
         try:
             train, test = form.get("train"), form.get("test")
             if not isinstance(train, UploadFile):
@@ -111,6 +102,35 @@ def create_data_app(
             await form.close()
         return JSONResponse(manifest.to_dict(), status_code=201)
 
+    async def append_examples(request: Request) -> Response:
+        _require_admin(request, admin_token)
+        dataset_id = request.path_params["dataset"]
+        _check_upload_headers(request, limits, "with a zip in a file field named 'zip', or an image in 'image' and ?label=")
+        unknown = sorted(set(request.query_params) - {"label"})
+        if unknown:
+            raise DataError(f"unknown parameter {', '.join(unknown)}: the only one is label (with an image)")
+        label = request.query_params.get("label")
+        form = await _read_form(request, limits, 1, "a zip in file field 'zip', or an image in file field 'image' with ?label=CLASS")
+        try:
+            archive, image = form.get("zip"), form.get("image")
+            if isinstance(archive, UploadFile) == isinstance(image, UploadFile):
+                raise DataError("send exactly one file field: 'zip' (class folders) or 'image' (with ?label=CLASS)")
+            if isinstance(archive, UploadFile):
+                if label is not None:
+                    raise DataError("label goes with an image; a zip's class folders name its labels")
+                upload = ZipInput(archive.file, archive.filename or "examples.zip")
+                grow = partial(append_zip, upload=upload, limits=limits)
+            else:
+                assert isinstance(image, UploadFile)
+                if not label:
+                    raise DataError("an image needs its class: add ?label=CLASS to the URL")
+                picture = LabelledImage(await image.read(), image.filename or "image", label)
+                grow = partial(append_image, image=picture, limits=limits)
+            manifest = await catalog.append_and_save(store, dataset_id, grow, append_lock)
+        finally:
+            await form.close()
+        return JSONResponse(manifest.to_dict())
+
     async def delete_dataset(request: Request) -> Response:
         _require_admin(request, admin_token)
         dataset_id = request.path_params["dataset"]
@@ -121,6 +141,8 @@ def create_data_app(
     async def healthz(request: Request) -> Response:
         await store.ping()
         return JSONResponse({"ok": True})
+
+    append_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -133,6 +155,7 @@ def create_data_app(
         Route("/datasets", upload, methods=["POST"]),
         Route("/datasets/{dataset}", get_dataset, methods=["GET"]),
         Route("/datasets/{dataset}", delete_dataset, methods=["DELETE"]),
+        Route("/datasets/{dataset}/examples", append_examples, methods=["POST"]),
         Route("/datasets/{dataset}/shards/{shard}", get_shard, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
@@ -165,6 +188,25 @@ def _require_admin(request: Request, admin_token: str | None) -> None:
         raise DataError("this needs the admin token: send 'Authorization: Bearer TOKEN'", status=401)
     if not hmac.compare_digest(given.strip().encode(), admin_token.encode()):
         raise DataError("wrong admin token", status=403)
+
+
+def _check_upload_headers(request: Request, limits: Limits, what: str) -> None:
+    """Refuse by the headers alone: a declared body over the limit, or not multipart."""
+    content_length = request.headers.get("content-length")
+    if content_length and content_length.isdigit() and int(content_length) > limits.max_upload_bytes:
+        raise _too_large(limits)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise DataError(f"send a multipart/form-data body {what}")
+
+
+async def _read_form(request: Request, limits: Limits, max_files: int, what: str) -> FormData:
+    """The multipart body streamed to spooled temp files, its size counted; files only, no fields."""
+    limited = Request(request.scope, _limit_body(request.receive, limits))
+    try:
+        return await limited.form(max_files=max_files, max_fields=0)
+    except (MultiPartException, HTTPException) as exc:
+        message = getattr(exc, "message", None) or getattr(exc, "detail", "")
+        raise DataError(f"the upload is not a valid multipart form ({message}): send {what}") from exc
 
 
 def _limit_body(receive: Receive, limits: Limits) -> Receive:

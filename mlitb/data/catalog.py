@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mlitb.data.archive import ZipInput
+from mlitb.data.errors import DataError
 from mlitb.data.ingest import IngestedDataset, IngestOptions, Progress, ingest
 from mlitb.data.limits import Limits
 from mlitb.data.manifest import Manifest
@@ -98,6 +100,29 @@ async def ingest_and_save(
         "dataset %s: %d train + %d test examples in %d shards, %.1f s",
         manifest.id, manifest.train.count, manifest.test.count, len(dataset.shards), time.perf_counter() - started,
     )
+    return manifest
+
+
+async def append_and_save(
+    store: Store, dataset_id: str, grow: Callable[[Manifest], IngestedDataset], lock: asyncio.Lock
+) -> Manifest:
+    """Grow a dataset: `grow` (in a worker thread) gives the new manifest and shards; save them together.
+
+    `lock` serialises the appends of one server, so no revision is lost. The
+    manifest is read again just before writing: if another server appended
+    (or someone deleted the dataset) meanwhile, nothing is written and the
+    caller is told to retry (409), rather than overwrite their change.
+    """
+    async with lock:
+        before = await get_manifest_bytes(store, dataset_id)
+        if before is None:
+            raise DataError(f"no dataset {dataset_id!r}: GET /datasets lists them", status=404)
+        dataset = await asyncio.to_thread(grow, Manifest.from_json(before))
+        if await get_manifest_bytes(store, dataset_id) != before:
+            raise DataError(f"dataset {dataset_id!r} changed while the examples were decoded: send them again", status=409)
+        manifest = await save_dataset(store, dataset)
+    log.info("dataset %s revision %d: %d new train examples in %d shards",
+             manifest.id, manifest.revision, sum(s.count for s in dataset.shards), len(dataset.shards))
     return manifest
 
 

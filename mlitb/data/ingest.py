@@ -55,7 +55,9 @@ class IngestedDataset:
 
 
 @dataclass(frozen=True)
-class _Examples:
+class Examples:
+    """Decoded examples of one split: pixels uint8 (N, H, W, C), label indices (N,)."""
+
     pixels: np.ndarray
     labels: np.ndarray
 
@@ -79,22 +81,16 @@ def ingest(
         width, height = options.size or first_image.size
         channels = options.channels or channels_of(first_image)
         shape = (height, width, channels)
-        decoded = (len(train_entries) + len(test_entries)) * height * width * channels
-        if decoded > limits.max_decoded_bytes:
-            raise DataError(
-                f"{len(train_entries) + len(test_entries)} images of {width}x{height}x{channels} need {decoded} bytes, "
-                f"over this server's limit of {limits.max_decoded_bytes}: choose a smaller size",
-                train.filename,
-            )
+        check_decoded_size(len(train_entries) + len(test_entries), shape, limits, train.filename)
         index = {name: i for i, name in enumerate(classes)}
-        counter = _Counter(len(train_entries) + len(test_entries), progress)
-        train_set = _decode(train_zip, train_entries, index, shape, limits, counter)
-        test_set = _decode(test_zip, test_entries, index, shape, limits, counter) if test_zip is not None else None
+        counter = ProgressCounter(len(train_entries) + len(test_entries), progress)
+        train_set = decode_entries(train_zip, train_entries, index, shape, limits, counter)
+        test_set = decode_entries(test_zip, test_entries, index, shape, limits, counter) if test_zip is not None else None
     if test_set is None:
         train_set, test_set = _holdout(train_set, options.holdout, len(classes))
     name = options.name or PurePosixPath(train.filename).stem
-    train_split, train_shards = _cut(train_set, len(classes), options.shard_size)
-    test_split, test_shards = _cut(test_set, len(classes), options.shard_size)
+    train_split, train_shards = cut_shards(train_set, len(classes), options.shard_size)
+    test_split, test_shards = cut_shards(test_set, len(classes), options.shard_size)
     shards = train_shards + test_shards
     manifest = Manifest(
         id=dataset_id(name, classes, shape, [shard.id for shard in shards]),
@@ -107,6 +103,18 @@ def ingest(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return IngestedDataset(manifest=manifest, shards=shards)
+
+
+def check_decoded_size(count: int, shape: tuple[int, int, int], limits: Limits, filename: str) -> None:
+    """Refuse before decoding when `count` examples of `shape` would not fit the decoded-size limit."""
+    height, width, channels = shape
+    decoded = count * height * width * channels
+    if decoded > limits.max_decoded_bytes:
+        raise DataError(
+            f"{count} images of {width}x{height}x{channels} need {decoded} bytes, "
+            f"over this server's limit of {limits.max_decoded_bytes}: choose a smaller size",
+            filename,
+        )
 
 
 def _check_classes(classes: tuple[str, ...], upload: ZipInput, limits: Limits) -> None:
@@ -132,7 +140,7 @@ def _check_test_classes(entries: list[ImageEntry], classes: tuple[str, ...], tes
         )
 
 
-class _Counter:
+class ProgressCounter:
     """Reports progress every few hundred images, not on each one."""
 
     def __init__(self, total: int, progress: Progress | None) -> None:
@@ -144,14 +152,14 @@ class _Counter:
             self.progress(self.done, self.total)
 
 
-def _decode(
+def decode_entries(
     archive: zipfile.ZipFile,
     entries: list[ImageEntry],
     index: dict[str, int],
     shape: tuple[int, int, int],
     limits: Limits,
-    counter: _Counter,
-) -> _Examples:
+    counter: ProgressCounter,
+) -> Examples:
     height, width, channels = shape
     pixels = np.empty((len(entries), height, width, channels), dtype=np.uint8)
     labels = np.empty(len(entries), dtype=np.int64)
@@ -161,7 +169,7 @@ def _decode(
         pixels[i] = to_array(image, name, width, height, channels)
         labels[i] = index[entry.label]
         counter.step()
-    return _Examples(pixels, labels)
+    return Examples(pixels, labels)
 
 
 def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -171,7 +179,7 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         raise DataError(f"entry {info.filename!r} is damaged ({exc}): zip the dataset again", info.filename) from exc
 
 
-def _holdout(examples: _Examples, fraction: float, num_classes: int) -> tuple[_Examples, _Examples]:
+def _holdout(examples: Examples, fraction: float, num_classes: int) -> tuple[Examples, Examples]:
     """Split off `fraction` of each class (at least one example stays in training)."""
     rng = np.random.default_rng(_SEED)
     test_rows = []
@@ -182,12 +190,12 @@ def _holdout(examples: _Examples, fraction: float, num_classes: int) -> tuple[_E
     is_test = np.zeros(len(examples.labels), dtype=bool)
     is_test[np.concatenate(test_rows)] = True
     return (
-        _Examples(examples.pixels[~is_test], examples.labels[~is_test]),
-        _Examples(examples.pixels[is_test], examples.labels[is_test]),
+        Examples(examples.pixels[~is_test], examples.labels[~is_test]),
+        Examples(examples.pixels[is_test], examples.labels[is_test]),
     )
 
 
-def _cut(examples: _Examples, num_classes: int, shard_size: int) -> tuple[Split, tuple[EncodedShard, ...]]:
+def cut_shards(examples: Examples, num_classes: int, shard_size: int) -> tuple[Split, tuple[EncodedShard, ...]]:
     order = np.random.default_rng(_SEED).permutation(len(examples.labels))
     pixels, labels = examples.pixels[order], examples.labels[order]
     shards = tuple(

@@ -49,6 +49,10 @@ class Manifest:
     test: Split
     shard_size: int
     created: str
+    revision: int = 0
+    """How many appends (POST /datasets/{id}/examples) the dataset has had: the master watches it."""
+    updated: str | None = None
+    """When the last append was written; None means never (then it reads as `created`)."""
 
     @property
     def shard_ids(self) -> list[str]:
@@ -63,6 +67,8 @@ class Manifest:
             "shape": list(self.shape),
             "shard_size": self.shard_size,
             "created": self.created,
+            "revision": self.revision,
+            "updated": self.updated or self.created,
             "count": self.train.count + self.test.count,
             "splits": {"train": _split_dict(self.train, self.classes), "test": _split_dict(self.test, self.classes)},
         }
@@ -83,6 +89,8 @@ class Manifest:
             test=_split_from(raw["splits"]["test"], classes),
             shard_size=raw["shard_size"],
             created=raw["created"],
+            revision=raw.get("revision", 0),
+            updated=raw.get("updated"),
         )
 
 
