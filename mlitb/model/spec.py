@@ -67,11 +67,6 @@ class Layer:
     drop_prob: float = 0.0
 
     @property
-    def out_size(self) -> int:
-        sy, sx, depth = self.out_shape
-        return sy * sx * depth
-
-    @property
     def in_size(self) -> int:
         sy, sx, depth = self.in_shape
         return sy * sx * depth
