@@ -62,6 +62,14 @@ async def poll(condition, *, timeout: float, what: str):
     return await asyncio.to_thread(poll_until, condition, timeout=timeout, what=what)
 
 
+async def cached_datasets(page, system: StoredSystem) -> list[str]:
+    """The datasets of the shards in this browser's IndexedDB cache."""
+    return await page.evaluate(f"""async () => {{
+        const cache = await (await import('{system.url}/js/shard-cache.js')).openShardCache();
+        return [...new Set((await cache.entries()).map((e) => e.dataset))].sort();
+    }}""")
+
+
 async def figure(page, element_id: str, attribute: str) -> int:
     return int(await page.locator(f"#{element_id}").get_attribute(f"data-{attribute}"))
 
@@ -150,6 +158,12 @@ async def test_a_data_server_that_fails_is_retried_with_a_visible_message(stored
         volunteer = await open_page(context, f"{stored.url}/?project={project_id}")
         page = volunteer.page
         await page.wait_for_function("!document.getElementById('contribute').disabled")
+        # a shard of a dataset the data server no longer has, cached by an earlier visit
+        await page.evaluate(f"""async () => {{
+            const cache = await (await import('{stored.url}/js/shard-cache.js')).openShardCache();
+            await cache.put({{id: 'gone-shard', dataset: 'gone-dataset', pixels: new Uint8Array(784), labels: new Uint8Array(1)}});
+        }}""")
+        assert await cached_datasets(page, stored) == ["gone-dataset"]
         await page.fill("#trainers", "1")
         await page.click("#contribute")
         await page.wait_for_function("document.getElementById('connection').dataset.dataError === 'true'")
@@ -159,6 +173,7 @@ async def test_a_data_server_that_fails_is_retried_with_a_visible_message(stored
         await poll(lambda: browser_accepted(stored, project_id) >= 3, timeout=120, what="browser results accepted")
         await page.wait_for_function("document.getElementById('connection').dataset.dataError === 'false'")
         assert len(refused) == 6
+        assert "gone-dataset" not in await cached_datasets(page, stored), "the gone dataset's shard is still cached"
         print(f"\n{len(refused)} shard downloads refused, retried; page said: {message!r}")
         await page.click("#contribute")
         await page.wait_for_function("document.getElementById('state').dataset.state === 'stopped'")
