@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest_asyncio
 from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
@@ -41,6 +42,13 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """One Chromium for a test module (a fixture for the modules that import it)."""
+    async with chromium() as running:
+        yield running
 
 
 @dataclass

@@ -8,6 +8,7 @@ would, and wait for conditions by polling it (`poll_until`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from mlitb.model.zoo import MNIST_CONVNET
 from tests.helpers import REPO, free_port, poll_until, wait_for_port
 
 TOKEN = "e2e-admin-token"
+S = TypeVar("S", bound="System")
 
 
 def _env() -> dict[str, str]:
@@ -131,13 +133,19 @@ class System:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
 
 
+@contextlib.contextmanager
+def started(system: S) -> Iterator[S]:
+    """`system` started; afterwards everything is stopped and the logs printed (pytest shows them on failure)."""
+    try:
+        system.start()
+        yield system
+    finally:
+        system.close()
+        print(system.logs())
+
+
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
     """A started `mlitb serve`; everything is stopped afterwards and the logs shown if the test fails."""
-    running = System(tmp_path)
-    try:
-        running.start()
+    with started(System(tmp_path)) as running:
         yield running
-    finally:
-        running.close()
-        print(running.logs())

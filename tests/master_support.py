@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import msgpack
 import numpy as np
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from mlitb.data.app import create_data_app
@@ -184,3 +185,17 @@ def mnist_store_dir(tmp_path_factory) -> Path:
     if not (root / "datasets").is_dir():
         ingest_mnist(root)
     return root
+
+
+# Fixtures for the test modules that import them.
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory) -> Path:
+    return mnist_store_dir(tmp_path_factory)
+
+
+@pytest.fixture
+async def system(mnist_dir: Path, tmp_path: Path) -> AsyncIterator[System]:
+    """A fresh master and data server for each test, on a copy of the ingested MNIST store."""
+    async with running_system(copy_store(mnist_dir, tmp_path / "store")) as running:
+        yield running

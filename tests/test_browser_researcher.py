@@ -11,27 +11,16 @@ import pytest_asyncio
 
 from mlitb.model import Net
 from mlitb.model.zoo import MNIST_CONVNET
-from tests.browser_support import chromium, new_context, open_page
+from tests.browser_support import browser, new_context, open_page  # noqa: F401  (fixture)
 from tests.datazips import image_zip
-from tests.master_support import ADMIN, TINY_LAYERS, TOKEN, copy_store, mnist_store_dir, running_system
+from tests.master_support import ADMIN, TINY_LAYERS, TOKEN, copy_store, mnist_dir, running_system  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    return mnist_store_dir(tmp_path_factory)
-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def system(mnist_dir, tmp_path_factory):
     async with running_system(copy_store(mnist_dir, tmp_path_factory.mktemp("researcher") / "store")) as system:
         yield system
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as browser:
-        yield browser
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.master_support import ADMIN, TINY_LAYERS, copy_store, mnist_store_dir, running_system
-
-
-@pytest.fixture(scope="session")
-def mnist_dir(tmp_path_factory):
-    return mnist_store_dir(tmp_path_factory)
-
-
-@pytest.fixture
-async def system(mnist_dir, tmp_path):
-    async with running_system(copy_store(mnist_dir, tmp_path / "store")) as system:
-        yield system
+from tests.master_support import ADMIN, TINY_LAYERS, mnist_dir, system  # noqa: F401  (fixtures)
 
 
 def body(system, **overrides):

@@ -15,18 +15,7 @@ from mlitb.data.shards import decode_shard
 from mlitb.model import Net
 from mlitb.protocol import encode
 from mlitb.store import FileStore
-from tests.master_support import ADMIN, Trainer, copy_store, mnist_store_dir, running_system, trainer
-
-
-@pytest.fixture(scope="session")
-def mnist_dir(tmp_path_factory):
-    return mnist_store_dir(tmp_path_factory)
-
-
-@pytest.fixture
-async def system(mnist_dir, tmp_path):
-    async with running_system(copy_store(mnist_dir, tmp_path / "store")) as system:
-        yield system
+from tests.master_support import ADMIN, Trainer, copy_store, mnist_dir, running_system, system, trainer  # noqa: F401  (fixtures)
 
 
 async def test_a_trainer_trains(system):

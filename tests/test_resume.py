@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e_system import started
 from tests.helpers import poll_until
 from tests.stored_system import TINY_LAYERS, StoredSystem
 
@@ -27,13 +28,8 @@ OPTIMIZER = {"name": "adam", "learning_rate": 0.002}
 @pytest.fixture(params=["file", "redis"])
 def stored(request, tmp_path: Path):
     redis_url = request.getfixturevalue("clean_redis_url") if request.param == "redis" else None
-    running = StoredSystem(tmp_path, redis_url=redis_url, checkpoint_every=N)
-    try:
-        running.start()
+    with started(StoredSystem(tmp_path, redis_url=redis_url, checkpoint_every=N)) as running:
         yield running
-    finally:
-        running.close()
-        print(running.logs())
 
 
 def _last_test_accuracy(metrics: list[dict]) -> tuple[int, float] | None:
