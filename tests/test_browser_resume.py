@@ -33,6 +33,7 @@ ACCEPTED_BEFORE_KILL = 5
 ACCEPTED_AFTER_RESTART = 5
 OPTIMIZER = {"name": "adam", "learning_rate": 0.002}
 # Chromium's own line for each refused WebSocket connection while the master is down; nothing else is allowed.
+PAGE_ACCEPTED = "Number(document.getElementById('accepted').textContent.replace(/,/g, ''))"
 REFUSED_WEBSOCKET = "net::ERR_CONNECTION_REFUSED"
 
 
@@ -88,6 +89,7 @@ async def test_a_volunteer_keeps_training_across_a_master_restart(stored: Stored
                    what=f"{ACCEPTED_BEFORE_KILL} browser results accepted")
         # every assigned shard is held before the kill, so that nothing after it is a first download
         await page.wait_for_function("document.getElementById('data-line').dataset.downloading === '0'")
+        await page.wait_for_function(f"{PAGE_ACCEPTED} > 0")
         downloaded_before = await figure(page, "data-line", "downloaded")
         assert downloaded_before > 0
         assert await figure(page, "cache-size", "bytes") > 0
@@ -109,6 +111,8 @@ async def test_a_volunteer_keeps_training_across_a_master_restart(stored: Stored
                    what=f"{ACCEPTED_AFTER_RESTART} browser results accepted by the restarted master")
         await page.wait_for_function("document.getElementById('state').dataset.state === 'training'")
         assert not await connection.is_visible()
+        # the page adds up both connections' accepted results: more than the restarted master's count alone
+        await page.wait_for_function(f"{PAGE_ACCEPTED} > {browser_accepted(stored, project_id)}")
         downloaded_after = await figure(page, "data-line", "downloaded")
         reconnects = await figure(page, "state", "reconnects")
         page_accepted = int((await page.locator("#accepted").inner_text()).replace(",", ""))
