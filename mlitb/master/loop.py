@@ -65,7 +65,9 @@ def boundary(rt: ProjectRuntime, now: float, after_reduce: AfterReduce) -> Windo
 
 
 def data_step(rt: ProjectRuntime) -> None:
-    """Shards waiting for a trainer (after a departure, or caches full) get one."""
+    """New shards of a grown dataset are registered; shards waiting for a trainer (new, after a
+    departure, or caches full) get one."""
+    alloc.add_shards(rt.allocation, rt.new_train_shards())
     alloc.allocate_pending(rt.allocation)
     rt.send_assignments()
 

@@ -23,6 +23,7 @@ from mlitb.master import evaluation
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.checkpointer import Checkpointer, Policy
 from mlitb.master.connection import Connection
+from mlitb.master.datawatch import watch_datasets
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
 from mlitb.master.project import ProjectDef
@@ -61,6 +62,7 @@ class Registry:
         self.projects: dict[str, ProjectRuntime] = {}
         self._side: dict[str, _SideTasks] = {}
         self.checkpoints = Checkpointer(store, Policy(settings.checkpoint_every, settings.checkpoint_interval_s))
+        self._datawatch: asyncio.Task | None = None
         self.evaluator = Evaluator()
 
     # ------------------------------------------------------------ lifecycle
@@ -78,9 +80,15 @@ class Registry:
                 log.warning("project %s not loaded: %s", definition.id, exc)
                 continue
             self._add(rt)
+        self._datawatch = asyncio.create_task(watch_datasets(self, self.settings.dataset_poll_s), name="datawatch")
+        self._datawatch.add_done_callback(_log_crash)
 
     async def close(self) -> None:
         """Stop every loop and write a final checkpoint; statuses stay as they are, to resume."""
+        if self._datawatch is not None:
+            self._datawatch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._datawatch
         for rt in list(self.projects.values()):
             await self._stop(rt)
             await self.settle(rt)
@@ -101,6 +109,7 @@ class Registry:
     async def start(self, rt: ProjectRuntime) -> None:
         if rt.running:
             return
+        rt.error = None
         await self._set_definition(rt, rt.definition.with_status("running"))
         for worker in rt.workers.values():
             worker.conn.send(encode({"type": "idle", "reason": "waiting"}))
@@ -115,6 +124,15 @@ class Registry:
         await self.settle(rt)
         self._save(rt)
         await self.checkpoints.flush(self.settings.checkpoint_flush_s)
+
+    async def fail(self, rt: ProjectRuntime, error: str) -> None:
+        """Pause a project the master cannot go on training, with a reason the API shows."""
+        if self.projects.get(rt.id) is not rt:
+            return  # deleted meanwhile: pausing would write its definition back
+        if rt.error != error:
+            log.warning("project %s: %s", rt.id, error)
+        rt.error = error
+        await self.pause(rt)
 
     async def update(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
         """A PATCHed definition; the loop reads T and the optimizer at the next boundary."""

@@ -116,6 +116,8 @@ class ProjectRuntime:
         self.trackers: dict[str, Connection] = {}
         self.allocation = alloc.Allocation()
         alloc.add_shards(self.allocation, {ref.id: ref.count for ref in manifest.train.shards})
+        self.registered_revision = manifest.revision
+        self.error: str | None = None  # why the master paused the project on its own (dataset deleted)
         self.sum = GradientSum.zeros(net.param_count)
         self.window: Window | None = None
         self.counters = Counters()
@@ -139,7 +141,19 @@ class ProjectRuntime:
     def usable_shards(self, worker_id: str) -> list[str]:
         return alloc.work_shards(self.allocation, worker_id)
 
+    def new_train_shards(self) -> dict[str, int]:
+        """Train shards of the current manifest the allocation does not know yet (id -> examples)."""
+        if self.manifest.revision == self.registered_revision:
+            return {}
+        self.registered_revision = self.manifest.revision
+        return {ref.id: ref.count for ref in self.manifest.train.shards if ref.id not in self.allocation.shard_counts}
+
     # ------------------------------------------------------------ arrivals
+
+    def adopt_manifest(self, manifest: Manifest) -> None:
+        """A newer revision of the dataset: the next iteration's data step allocates its new shards."""
+        self.manifest = manifest
+        self.wake.set()
 
     def join(self, conn: Connection, hello: Hello) -> None:
         """Welcome a client; a trainer also gets its allocation."""

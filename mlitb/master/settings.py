@@ -36,5 +36,8 @@ class Settings:
     checkpoint_interval_s: float = 3.0
     checkpoint_flush_s: float = 10.0
     metrics_history: int = 100_000
+    # How often the master reads its projects' manifests from the store, to train on appended
+    # examples (data step) and to pause a project whose dataset was deleted (datawatch.py).
+    dataset_poll_s: float = 2.0
     default_project: str | None = None
     static_dir: Path = STATIC_DIR
