@@ -71,15 +71,28 @@ export const api = {
 // POST a dataset zip (and optionally a test zip) to the data server with upload
 // progress (fetch has none). Options travel in the query string (docs/data.md).
 export async function uploadDataset(train, { test, options = {}, onProgress } = {}) {
-  const { data_url: dataUrl } = await getConfig();
-  const token = adminToken.get() || (await askForToken());
   const form = new FormData();
   form.append("train", train, train.name);
   if (test) form.append("test", test, test.name);
+  return postToDataServer("/datasets", form, options, onProgress);
+}
+
+// Grow a dataset (POST /datasets/{id}/examples): a zip of class folders, or one
+// image with its class label.
+export async function addExamples(datasetId, { zip, image, label, onProgress } = {}) {
+  const form = new FormData();
+  if (zip) form.append("zip", zip, zip.name || "examples.zip");
+  if (image) form.append("image", image, image.name || "image.png");
+  return postToDataServer(`/datasets/${encodeURIComponent(datasetId)}/examples`, form, image ? { label } : {}, onProgress);
+}
+
+async function postToDataServer(path, form, options, onProgress) {
+  const { data_url: dataUrl } = await getConfig();
+  const token = adminToken.get() || (await askForToken());
   const query = new URLSearchParams(Object.entries(options).filter(([, v]) => v !== undefined && v !== ""));
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `${dataUrl.replace(/\/$/, "")}/datasets${query.size ? `?${query}` : ""}`);
+    xhr.open("POST", `${dataUrl.replace(/\/$/, "")}${path}${query.size ? `?${query}` : ""}`);
     xhr.setRequestHeader("Authorization", `Bearer ${token}`);
     xhr.upload.onprogress = (event) => event.lengthComputable && onProgress?.(event.loaded / event.total);
     xhr.onerror = () => reject(new ApiError(0, { error: "the upload failed: the data server could not be reached" }));

@@ -1,4 +1,4 @@
-import { api } from "../api.js";
+import { api, addExamples } from "../api.js";
 import { modelFromClosure, imageToPixels, classify, renderBars, drawPixels, loadImage } from "../classify.js";
 import { element, showMessage } from "../format.js";
 
@@ -6,10 +6,13 @@ const $ = (id) => document.getElementById(id);
 let model = null;
 let source = null;
 let stream = null;
+let projects = [];
+let liveDataset = null; // the dataset of the live project whose model is loaded; null for a closure file
+let sourceBlob = null; // the image as uploaded (file) or taken (camera PNG), to add to the dataset
 
 async function listProjects() {
   try {
-    const projects = await api.projects();
+    projects = await api.projects();
     const wanted = new URLSearchParams(location.search).get("project");
     $("project").replaceChildren(
       element("option", { value: "", text: projects.length ? "choose a project" : "no projects" }),
@@ -33,7 +36,9 @@ async function loadLive() {
   if (!id) return;
   showMessage($("model-message"), "Loading the live model…", "info");
   try {
-    await useClosure(await api.closure(id), "the live project");
+    const closure = await api.closure(id);
+    liveDataset = projects.find((p) => p.id === id)?.dataset ?? null;
+    await useClosure(closure, "the live project");
   } catch (error) {
     showMessage($("model-message"), error.message);
   }
@@ -43,6 +48,7 @@ async function loadClosureFile() {
   const file = $("closure-file").files[0];
   if (!file) return;
   try {
+    liveDataset = null;
     await useClosure(JSON.parse(await file.text()), file.name);
   } catch (error) {
     showMessage($("model-message"), `${file.name}: ${error.message}`);
@@ -57,6 +63,7 @@ async function useImageFile(file) {
     $("picture").classList.remove("hidden");
     source = image;
     source.title = file.name;
+    sourceBlob = file;
     showMessage($("image-message"), "");
     predict();
   } catch (error) {
@@ -68,8 +75,36 @@ function predict() {
   if (!model || !source) return;
   const pixels = imageToPixels(source, model.shape, { invert: $("invert").value });
   drawPixels($("input-view"), pixels, model.shape);
-  renderBars($("bars"), classify(model, pixels));
+  const ranked = classify(model, pixels);
+  renderBars($("bars"), ranked);
   $("bars").dataset.image = source.title || "camera";
+  offerToAdd(ranked[0].label);
+}
+
+// MLitB's take-a-picture: the image, with the label the researcher picks, joins the
+// live project's training data (the master allocates the new shard within an iteration or two).
+function offerToAdd(predicted) {
+  const show = Boolean(liveDataset && sourceBlob);
+  $("add-data").classList.toggle("hidden", !show);
+  if (!show) return;
+  $("add-label").replaceChildren(...model.classes.map((label) => element("option", { value: label, text: label, selected: label === predicted })));
+  showMessage($("add-message"), "");
+}
+
+async function addToData() {
+  const message = $("add-message");
+  const label = $("add-label").value;
+  $("add").disabled = true;
+  try {
+    const manifest = await addExamples(liveDataset, { image: sourceBlob, label });
+    const train = manifest.splits.train;
+    showMessage(message, `Added as ${label}: ${manifest.name} now has ${train.count.toLocaleString("en")} training examples (revision ${manifest.revision}).`, "ok");
+    message.dataset.trainCount = String(train.count);
+  } catch (error) {
+    showMessage(message, `Not added: ${error.message}`);
+  } finally {
+    $("add").disabled = false;
+  }
 }
 
 async function toggleCamera() {
@@ -100,6 +135,11 @@ function snap() {
   canvas.getContext("2d").drawImage(video, 0, 0);
   source = canvas;
   source.title = "camera";
+  sourceBlob = null;
+  canvas.toBlob((blob) => {
+    sourceBlob = blob;
+    predict();
+  }, "image/png");
   $("picture").src = canvas.toDataURL("image/png");
   $("picture").classList.remove("hidden");
   predict();
@@ -122,5 +162,6 @@ $("image-file").addEventListener("change", () => useImageFile($("image-file").fi
 $("invert").addEventListener("change", predict);
 $("camera").addEventListener("click", toggleCamera);
 $("snap").addEventListener("click", snap);
+$("add").addEventListener("click", addToData);
 if (!navigator.mediaDevices?.getUserMedia) $("camera").classList.add("hidden");
 listProjects();
