@@ -1,4 +1,4 @@
-import { api, ApiError } from "../api.js";
+import { addExamples, api, ApiError } from "../api.js";
 import { Boss } from "../boss.js";
 import { LineChart } from "../chart.js";
 import { element, formatCount, formatMs, formatPercent, formatRate, showMessage, datasetName } from "../format.js";
@@ -175,6 +175,29 @@ $("hyper").addEventListener("submit", (event) => {
     showMessage(message, `Applied: learning rate ${changes.optimizer.learning_rate}, L1 ${changes.optimizer.l1_decay}, L2 ${changes.optimizer.l2_decay}, T ${changes.iteration_ms} ms.`, "ok");
   });
 });
+// Grow the project's dataset while it trains: the master hands the new shards out within an iteration or two.
+async function addData() {
+  const file = $("add-zip").files[0];
+  const message = $("add-message");
+  const bar = $("add-progress");
+  if (!file || !project) return showMessage(message, "Choose a zip of class folders first.");
+  showMessage(message, `Uploading ${file.name}…`, "info");
+  bar.style.width = "0%";
+  $("add-data").disabled = true;
+  try {
+    const datasetId = typeof project.dataset === "string" ? project.dataset : project.dataset.id;
+    const manifest = await addExamples(datasetId, { zip: file, onProgress: (fraction) => (bar.style.width = `${(fraction * 100).toFixed(1)}%`) });
+    bar.style.width = "100%";
+    showMessage(message, `Added: ${manifest.name} now has ${formatCount(manifest.splits.train.count)} training examples (revision ${manifest.revision}).`, "ok");
+  } catch (error) {
+    bar.style.width = "0%";
+    showMessage(message, `Refused: ${error.message}`, "error");
+  } finally {
+    $("add-data").disabled = false;
+  }
+}
+
+$("add-data").addEventListener("click", addData);
 $("start").addEventListener("click", () => act(() => api.start(projectId)));
 $("pause").addEventListener("click", () => act(() => api.pause(projectId)));
 $("delete").addEventListener("click", async () => {
