@@ -80,4 +80,4 @@ async def test_deleted_dataset_pauses_the_project_with_an_error(system: System):
             await client.receive()
     view = (await system.api.get(f"/api/projects/{project['id']}")).json()
     assert view["status"] == "paused"
-    assert "was deleted" in view["error"] and system.dataset["id"] in view["error"]
+    assert "was deleted" in view["error"]["message"] and system.dataset["id"] in view["error"]["message"]

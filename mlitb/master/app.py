@@ -206,7 +206,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
-        "error": rt.error,
+        "error": rt.error.to_json() if rt.error else None,
     }
     if detail:
         result["layers"] = d.layers

@@ -100,6 +100,12 @@ class Evaluator:
                     raise
         raise RuntimeError(f"the evaluation process lost project {key}'s test set twice in a row")
 
+    def start(self) -> None:
+        """Start the process now (idempotent): its start-up (a Python and numpy, at normal priority until its
+        initializer runs) is a second of CPU that must not land in the middle of a project's iteration."""
+        if self._pool is None:
+            self._executor().submit(_pid)
+
     def forget(self, key: str) -> None:
         """Free a deleted project's cached test set (fire and forget)."""
         if self._pool is not None:

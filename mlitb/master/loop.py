@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from mlitb.master import allocation as alloc
 from mlitb.master import latency
+from mlitb.master.guard import guarded_step
 from mlitb.master.runtime import ProjectRuntime, Window, Worker
 from mlitb.protocol import encode, params_frame, work_frame
 
@@ -80,11 +81,15 @@ def join_step(rt: ProjectRuntime) -> None:
 
 
 def reduce_step(rt: ProjectRuntime, closed: Window, now: float) -> None:
-    """Apply Σgrad/Σcount with the optimizer, record the iteration, move to the next."""
+    """Apply Σgrad/Σcount with the optimizer, record the iteration, move to the next.
+
+    A step that would make the parameters non-finite raises (guard.py) before anything is recorded;
+    the supervisor reports it and the same iteration runs again from the last good parameters.
+    """
     total = rt.sum
     elapsed = max(now - closed.started, 1e-9)
     if total.count:
-        rt.optimizer.step(rt.params, total.grad, total.count)
+        guarded_step(rt.optimizer, rt.params, total.grad, total.count, closed.iteration)
     c = rt.counters
     c.iterations += 1
     c.examples += total.count

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from mlitb.master.loop import run_project
 from mlitb.master.project import ProjectDef
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
+from mlitb.master.supervision import ProjectError, RestartPolicy, supervise
 from mlitb.model import Net
 from mlitb.optim import make_optimizer
 from mlitb.protocol import Hello, ProtocolError, encode
@@ -129,9 +131,9 @@ class Registry:
         """Pause a project the master cannot go on training, with a reason the API shows."""
         if self.projects.get(rt.id) is not rt:
             return  # deleted meanwhile: pausing would write its definition back
-        if rt.error != error:
+        if rt.error is None or rt.error.message != error:
             log.warning("project %s: %s", rt.id, error)
-        rt.error = error
+        rt.error = ProjectError(error, time.time(), rt.iteration, 1)
         await self.pause(rt)
 
     async def update(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
@@ -212,8 +214,18 @@ class Registry:
             self._launch(rt)
 
     def _launch(self, rt: ProjectRuntime) -> None:
-        rt.task = asyncio.create_task(run_project(rt, self._after_reduce), name=f"loop-{rt.id}")
+        policy = RestartPolicy(self.settings.loop_tries, self.settings.loop_backoff_s)
+        loop = supervise(rt, lambda: run_project(rt, self._after_reduce), policy, self._give_up)
+        rt.task = asyncio.create_task(loop, name=f"loop-{rt.id}")
         rt.task.add_done_callback(_log_crash)
+        self.evaluator.start()
+
+    async def _give_up(self, rt: ProjectRuntime) -> None:
+        """The loop failed `loop_tries` times in a row: paused (from inside its own task), error kept for the API."""
+        rt.task = None
+        await self._set_definition(rt, rt.definition.with_status("paused"))
+        rt.broadcast_idle("paused")
+        self._save(rt)
 
     async def _stop(self, rt: ProjectRuntime) -> None:
         """Cancel the loop; the open iteration's results are discarded, its params stay current."""

@@ -22,6 +22,7 @@ from mlitb.master import latency
 from mlitb.master.connection import Connection
 from mlitb.master.project import ProjectDef
 from mlitb.master.settings import Settings
+from mlitb.master.supervision import ProjectError
 from mlitb.model import Net
 from mlitb.protocol import PROTOCOL_VERSION, ClientInfo, Hello, ProtocolError, Result, encode, params_frame
 
@@ -117,7 +118,9 @@ class ProjectRuntime:
         self.allocation = alloc.Allocation()
         alloc.add_shards(self.allocation, {ref.id: ref.count for ref in manifest.train.shards})
         self.registered_revision = manifest.revision
-        self.error: str | None = None  # why the master paused the project on its own (dataset deleted)
+        # Why the master paused the project on its own (dataset deleted), or its loop's last failure
+        # (supervision.py); until the next start.
+        self.error: ProjectError | None = None
         self.sum = GradientSum.zeros(net.param_count)
         self.window: Window | None = None
         self.counters = Counters()

@@ -35,6 +35,9 @@ class Settings:
     checkpoint_every: int = 20
     checkpoint_interval_s: float = 3.0
     checkpoint_flush_s: float = 10.0
+    # A failing loop is restarted after backoff, backoff*2, ...; after this many failures in a row, paused.
+    loop_tries: int = 3
+    loop_backoff_s: float = 0.5
     metrics_history: int = 100_000
     # How often the master reads its projects' manifests from the store, to train on appended
     # examples (data step) and to pause a project whose dataset was deleted (datawatch.py).

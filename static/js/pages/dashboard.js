@@ -80,6 +80,7 @@ function render() {
   $("start").classList.toggle("hidden", project.status === "running");
   $("pause").classList.toggle("hidden", project.status !== "running");
   $("summary").textContent = [`dataset ${datasetName(project.dataset)}`, `${formatCount(project.param_count)} parameters`, `T = ${formatMs(project.iteration_ms)}`, project.optimizer?.name].filter(Boolean).join(" · ");
+  if (project.error) $("summary").textContent += ` · error at ${new Date(project.error.time * 1000).toLocaleTimeString()}: ${project.error.message}`;
   const latest = project.metrics || project.latest_metrics || metrics.at(-1) || {};
   const lastTest = [...metrics].reverse().find((m) => m.test_accuracy != null);
   $("f-iteration").textContent = formatCount(project.iteration ?? 0);
