@@ -155,7 +155,8 @@ async def ensure_demo_project(store: Store, settings: Settings) -> None:
 
 def _config(app, host: str, port: int, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on",
+        # websockets-sansio: uvicorn's current websockets backend (`ws="websockets"` is deprecated).
+        app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes, ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_timeout_s,
     )
