@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from mlitb.config import ConfigError, documented_variables, from_env
 from mlitb.data.limits import Limits
 from mlitb.master.settings import Settings
+from tests.helpers import REPO, free_port
 
 
 def test_environment_overrides_numeric_fields():
@@ -34,3 +39,21 @@ def test_bad_values_name_the_variable(text, words):
 def test_documented_variables_cover_the_trust_limits():
     names = documented_variables(Settings) + documented_variables(Limits)
     assert {"MLITB_MAX_FRAME_BYTES", "MLITB_MAX_CONNECTIONS", "MLITB_MAX_UPLOAD_BYTES"} <= set(names)
+
+
+def test_serve_refuses_a_bad_limit_naming_the_variable(tmp_path):
+    env = {**os.environ, "MLITB_MAX_UPLOAD_BYTES": "lots", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mlitb.cli", "serve", "--port", str(free_port()), "--data-port", str(free_port()),
+         "--data-dir", str(tmp_path / "data")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "MLITB_MAX_UPLOAD_BYTES='lots' is not a whole number" in done.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("manifest"))
+
+
+def test_deploy_doc_lists_every_variable():
+    text = (REPO / "docs" / "deploy.md").read_text()
+    missing = [name for name in documented_variables(Settings) + documented_variables(Limits) if name not in text]
+    assert not missing, f"docs/deploy.md does not document {missing}"

@@ -24,8 +24,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from mlitb.config import ConfigError, from_env
 from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets, list_datasets
+from mlitb.data.limits import Limits
 from mlitb.master.app import create_master_app
 from mlitb.master.project import parse_create
 from mlitb.master.registry import definition_key
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(_serve(args))
-    except (StoreUnavailable, StoreError) as exc:
+    except (StoreUnavailable, StoreError, ConfigError) as exc:
         print(f"mlitb serve: {exc}", file=sys.stderr)
         return 2
 
@@ -67,18 +69,19 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"mlitb serve: cannot listen on {args.host} ports {args.port} and {args.data_port}: {exc.strerror} "
               "(choose others with --port and --data-port)", file=sys.stderr)
         return 1
+    limits = from_env(Limits, os.environ)
     store = await open_store(args.data_dir, args.redis)
     try:
         token = await admin_token(store)
         public_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         master_url = f"http://{public_host}:{args.port}"
         data_url = os.environ.get("MLITB_DATA_URL") or f"http://{public_host}:{args.data_port}"
-        settings = Settings(admin_token=token, data_url=data_url, **_checkpoint_settings(args))
+        settings = from_env(Settings, os.environ, admin_token=token, data_url=data_url, **_checkpoint_settings(args))
         print("mlitb: preparing the shipped datasets (first start takes a few seconds)...", flush=True)
         await ensure_shipped_datasets(store)
         await ensure_demo_project(store, settings)
         master = _Server(_config(create_master_app(settings, store), args.host, args.port, settings))
-        data = _Server(_config(create_data_app(store, token, bootstrap=False), args.host, args.data_port, settings))
+        data = _Server(_config(create_data_app(store, token, limits=limits, bootstrap=False), args.host, args.data_port, settings))
         servers = [master, data] if args.data_port else [master]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
