@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--test-zip", metavar="ZIP", help="a separate zip for the test split")
     split.add_argument("--holdout", type=float, metavar="FRACTION", help="hold out this fraction for testing")
     data_add.set_defaults(run="mlitb.data.upload:run")
+    data_append = data_commands.add_parser("append", help="add labelled examples to a dataset's train split")
+    data_append.add_argument("dataset", metavar="DATASET_ID")
+    data_append.add_argument("zip", nargs="?", help="zip whose sub-directory names are among the dataset's classes")
+    data_append.add_argument("--image", metavar="FILE", help="one image instead of a zip (with --label)")
+    data_append.add_argument("--label", metavar="CLASS", help="the image's class")
+    data_append.add_argument("--server", default="http://127.0.0.1:8001", metavar="URL")
+    data_append.set_defaults(run="mlitb.data.upload:run_append")
 
     predict = commands.add_parser("predict", help="classify images with a research closure")
     predict.add_argument("closure", help="closure JSON file")

@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import httpx
+import numpy as np
 
 from mlitb.cli import main
 from mlitb.data.app import create_data_app
 from mlitb.store import FileStore
-from tests.datazips import image_zip
+from tests.datazips import image_zip, png
 from tests.helpers import DATASETS, REPO, free_port, serve_app, wait_for_port
 
 
@@ -45,6 +46,42 @@ async def test_data_add_reports_the_servers_error(tmp_path, monkeypatch, capsys)
     async with serve_app(create_data_app(FileStore(tmp_path / "s"), "tok", bootstrap=False)) as url:
         assert await asyncio.to_thread(main, ["data", "add", str(bad), "--server", url]) == 1
     assert "400: bad.zip is not a zip file" in capsys.readouterr().err
+
+
+async def test_data_append_grows_the_train_split_or_prints_the_refusal(tmp_path, monkeypatch, capsys):
+    store = FileStore(tmp_path / "store")
+    train, more, fish = tmp_path / "train.zip", tmp_path / "more.zip", tmp_path / "fish.zip"
+    train.write_bytes(image_zip(per_class=6)[0])
+    more.write_bytes(image_zip(classes=("cat", "dog"), per_class=2, seed=7)[0])
+    fish.write_bytes(image_zip(classes=("cat", "fish"), per_class=2, seed=8)[0])
+    picture = tmp_path / "dog.png"
+    picture.write_bytes(png(np.full((5, 6), 200, dtype=np.uint8)))
+    monkeypatch.setenv("MLITB_ADMIN_TOKEN", "tok")
+    async with serve_app(create_data_app(store, "tok", bootstrap=False)) as url:
+        assert await asyncio.to_thread(main, ["data", "add", str(train), "--server", url, "--holdout", "0.5"]) == 0
+        dataset_id = capsys.readouterr().out.strip()
+
+        assert await asyncio.to_thread(main, ["data", "append", dataset_id, str(more), "--server", url]) == 0
+        out, err = capsys.readouterr()
+        assert out == f"dataset {dataset_id}: 13 train examples, revision 1\n" and "100%" in err
+        args = ["data", "append", dataset_id, "--image", str(picture), "--label", "dog", "--server", url]
+        assert await asyncio.to_thread(main, args) == 0
+        assert capsys.readouterr().out == f"dataset {dataset_id}: 14 train examples, revision 2\n"
+
+        assert await asyncio.to_thread(main, ["data", "append", dataset_id, str(fish), "--server", url]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and f"400: dataset {dataset_id!r} has no class 'fish'" in err and "(file: fish.zip)" in err
+        async with httpx.AsyncClient(base_url=url) as client:
+            manifest = (await client.get(f"/datasets/{dataset_id}")).json()
+        assert manifest["revision"] == 2 and manifest["splits"]["train"]["count"] == 14
+
+
+def test_data_append_needs_a_zip_or_a_labelled_image(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLITB_ADMIN_TOKEN", "tok")
+    assert main(["data", "append", "d", "--image", str(tmp_path / "x.png")]) == 2
+    assert "--image needs --label" in capsys.readouterr().err
+    assert main(["data", "append", "d"]) == 2
+    assert "give a ZIP or --image" in capsys.readouterr().err
 
 
 def test_data_add_needs_the_admin_token(tmp_path, monkeypatch, capsys):
