@@ -58,7 +58,6 @@ class Checkpointer:
     policy: Policy = field(default_factory=Policy)
     outage: Outage | None = None
     writes: int = 0
-    last_write_s: float = 0.0
     _pending: dict[str, Value] = field(default_factory=dict)
     _in_flight: frozenset[str] = frozenset()
     _batch_done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -129,7 +128,6 @@ class Checkpointer:
 
     async def _write(self, batch: dict[str, Value]) -> bool:
         """One attempt; on failure the values go back to pending unless a newer one arrived meanwhile."""
-        started = time.perf_counter()
         blobs = await asyncio.to_thread(_encode_all, batch)
         try:
             await self.store.put_many(blobs)
@@ -139,7 +137,6 @@ class Checkpointer:
             self._failed(exc)
             return False
         self.writes += 1
-        self.last_write_s = time.perf_counter() - started
         if self.outage is not None:
             log.warning("the store is back after %.1f s (%d failed attempts); wrote %s",
                         time.monotonic() - self.outage.started, self.outage.failures, ", ".join(sorted(blobs)))

@@ -94,8 +94,6 @@ class WorkerTiming:
     consecutive_misses: int = 0
     excluded_since: int | None = None
     hidden: bool = False
-    results: int = 0
-    late_results: int = 0
     misses: int = 0
 
 
@@ -179,14 +177,11 @@ def record_result(
     if count > 0:
         rate = count / max(compute_ms, 1.0)
         timing.examples_per_ms = _push(timing.recent_examples_per_ms, timing.examples_per_ms, rate, policy)
-    timing.results += 1
     on_time = received_ms <= deadline_ms
     if on_time:
         timing.consecutive_misses = 0
         timing.factor = min(1.0, timing.factor * policy.recover)
         timing.excluded_since = None
-    else:
-        timing.late_results += 1
     return on_time
 
 
