@@ -495,3 +495,33 @@ def test_a_hello_with_a_bad_cached_list_is_fatal(live: Live) -> None:
         assert error["code"] == "bad_field"
         assert error["fatal"] is True, f"a bad hello was answered with a non-fatal error: {error}"
         assert_closed(ws)
+
+
+def test_a_lone_trainer_that_is_excluded_still_gets_probe_work(live: Live) -> None:
+    """docs/protocol.md `idle excluded`: "keep the connection, work returns when you catch up". A project
+    whose only trainer misses 3 deadlines (here: never answers) excludes it; the probe `work` must still
+    come every few iterations, or the trainer can never catch up and the project stops training."""
+    from tests.master_support import ADMIN
+    body = {"name": "lone", "dataset": live.system.dataset["id"], "layers": TINY_LAYERS, "iteration_ms": 150,
+            "optimizer": {"name": "adagrad", "learning_rate": 0.01}, "status": "running"}
+    response = httpx.post(f"{live.master_url}/api/projects", json=body, headers=ADMIN, timeout=WAIT)
+    assert response.status_code == 201, response.text
+    project = response.json()["id"]
+    try:
+        with contextlib.closing(dial(live)) as ws:
+            ws.send(encode({"type": "hello", "protocol": 1, "role": "trainer", "project": project, "client": {}}))
+            while (message := next_frame(ws))["type"] != "assign":
+                pass
+            ws.send(encode({"type": "cached", "shards": [s["id"] for s in message["shards"]]}))
+            works, excluded = [], False
+            deadline = time.monotonic() + 10
+            while len(works) < 5 and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    message = next_frame(ws, timeout=max(deadline - time.monotonic(), 0.001))
+                    if message["type"] == "work":
+                        works.append(message["iteration"])  # never answered
+                    excluded = excluded or message == {"type": "idle", "reason": "excluded"}
+            assert excluded, f"never excluded after {len(works)} unanswered works"
+            assert len(works) >= 5, f"only works {works} in 10 s: after the exclusion no probe came, the project stalled"
+    finally:
+        httpx.delete(f"{live.master_url}/api/projects/{project}", headers=ADMIN, timeout=WAIT)
