@@ -21,9 +21,17 @@ import pytest_asyncio
 
 from mlitb.master.serve import DEMO_LAYERS
 from mlitb.model import Net
-from tests.browser_support import SCREENSHOTS, chromium, classify_file, eventually, mnist_digits, new_context, open_page
+from tests.browser_support import (  # noqa: F401  (browser: a fixture)
+    SCREENSHOTS,
+    browser,
+    classify_file,
+    eventually,
+    mnist_digits,
+    new_context,
+    open_page,
+)
 from tests.helpers import REPO
-from tests.master_support import ADMIN, TOKEN, copy_store, mnist_store_dir, running_system
+from tests.master_support import ADMIN, TOKEN, copy_store, mnist_dir, running_system  # noqa: F401  (mnist_dir: a fixture)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -34,21 +42,10 @@ OPTIMIZER = {"name": "adam", "learning_rate": 0.002, "l2_decay": 0.0001}
 TRAINING_TIMEOUT_MS = 900_000
 
 
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    return mnist_store_dir(tmp_path_factory)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def system(mnist_dir, tmp_path_factory):
     async with running_system(copy_store(mnist_dir, tmp_path_factory.mktemp("volunteer") / "store")) as system:
         yield system
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as browser:
-        yield browser
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
