@@ -26,7 +26,7 @@ def test_the_page_inlines_every_module_the_entry_imports():
     page = render_closure_page(closure_text("tiny"))
     import_map = json.loads(re.search(r'<script type="importmap">(.*?)</script>', page, re.S)[1])["imports"]
     sources = {name: base64.b64decode(url.split(",", 1)[1]).decode() for name, url in import_map.items()}
-    assert {"mlitb/js/standalone.js", "mlitb/js/classify.js", "mlitb/engine/net.js"} <= set(sources)
+    assert {"mlitb/js/standalone.js", "mlitb/js/classify.js", "mlitb/js/image-drop.js", "mlitb/engine/net.js"} <= set(sources)
     for name, source in sources.items():
         for specifier in re.findall(r"""(?:\bfrom\s*|\bimport\s*\(?\s*)["']([^"']+)["']""", source):
             assert specifier in sources or specifier.startswith("node:"), (name, specifier)

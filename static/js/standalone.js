@@ -2,6 +2,7 @@
 // (script#closure); everything runs here, with no server.
 
 import { modelFromClosure, imageToPixels, classify, renderBars, drawPixels, loadImage } from "./classify.js";
+import { onImageFile } from "./image-drop.js";
 
 const $ = (id) => document.getElementById(id);
 const closureText = $("closure").textContent;
@@ -52,17 +53,6 @@ async function main() {
   }
 }
 
-const dropzone = $("dropzone");
-dropzone.addEventListener("dragover", (event) => {
-  event.preventDefault();
-  dropzone.classList.add("over");
-});
-dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
-dropzone.addEventListener("drop", (event) => {
-  event.preventDefault();
-  dropzone.classList.remove("over");
-  useFile(event.dataTransfer.files[0]);
-});
-$("image-file").addEventListener("change", () => useFile($("image-file").files[0]));
+onImageFile({ input: $("image-file"), dropzone: $("dropzone") }, useFile);
 $("invert").addEventListener("change", predict);
 main();

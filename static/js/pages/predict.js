@@ -1,6 +1,7 @@
 import { api, addExamples } from "../api.js";
 import { modelFromClosure, imageToPixels, classify, renderBars, drawPixels, loadImage } from "../classify.js";
 import { element, showMessage } from "../format.js";
+import { onImageFile } from "../image-drop.js";
 
 const $ = (id) => document.getElementById(id);
 let model = null;
@@ -145,20 +146,9 @@ function snap() {
   predict();
 }
 
-const dropzone = $("dropzone");
-dropzone.addEventListener("dragover", (event) => {
-  event.preventDefault();
-  dropzone.classList.add("over");
-});
-dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
-dropzone.addEventListener("drop", (event) => {
-  event.preventDefault();
-  dropzone.classList.remove("over");
-  useImageFile(event.dataTransfer.files[0]);
-});
+onImageFile({ input: $("image-file"), dropzone: $("dropzone") }, useImageFile);
 $("load-live").addEventListener("click", loadLive);
 $("closure-file").addEventListener("change", loadClosureFile);
-$("image-file").addEventListener("change", () => useImageFile($("image-file").files[0]));
 $("invert").addEventListener("change", predict);
 $("camera").addEventListener("click", toggleCamera);
 $("snap").addEventListener("click", snap);
