@@ -151,7 +151,10 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
         cores=cores if isinstance(cores, int) and 0 < cores < 4096 else 1,
         agent=_text_or(raw.get("agent"), ""),
     )
-    cached = _shard_ids(message, "cached") if "cached" in message else ()
+    try:
+        cached = _shard_ids(message, "cached") if "cached" in message else ()
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, exc.message, fatal=True) from None
     return Hello(role=role, project=project, client=info, cached=cached)
 
 

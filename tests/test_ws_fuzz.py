@@ -442,9 +442,8 @@ def test_silent_and_unreading_clients_do_not_hold_the_loop_back(live: Live) -> N
         # Enough iterations for the deaf trainer to be admitted, miss its deadlines and be excluded.
         live.check_healthy(works, accepted, new_works=12)
         assert deaf_id is not None
-        if True:
-            state = live.call(lambda: live.rt.workers[deaf_id].state if deaf_id in live.rt.workers else "gone")
-            assert state in ("excluded", "gone"), state
+        state = live.call(lambda: live.rt.workers[deaf_id].state if deaf_id in live.rt.workers else "gone")
+        assert state in ("excluded", "gone"), state
         assert httpx.get(f"{live.master_url}/healthz", timeout=WAIT).json()["ok"] is True
     finally:
         raw.close()

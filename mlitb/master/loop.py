@@ -126,8 +126,13 @@ def latency_step(rt: ProjectRuntime, closed: Window) -> None:
 
 
 def broadcast_step(rt: ProjectRuntime, now: float) -> Window | None:
-    """The same params bytes to every client, work to every admitted trainer with usable shards."""
-    workers = {wid: w for wid, w in rt.workers.items() if w.admitted and rt.usable_shards(wid) and _gets_work(w, rt.iteration)}
+    """The same params bytes to every client, work to every admitted trainer with usable shards.
+
+    Exclusion keeps a slow trainer from holding the others back; when every trainer is excluded
+    there is nobody to protect, and leaving them all idle would stop training, so all get work.
+    """
+    candidates = {wid: w for wid, w in rt.workers.items() if w.admitted and rt.usable_shards(wid)}
+    workers = {wid: w for wid, w in candidates.items() if _gets_work(w, rt.iteration)} or candidates
     if not workers:
         return None
     frame = params_frame(rt.iteration, rt.params)
