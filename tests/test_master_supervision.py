@@ -52,3 +52,39 @@ async def test_a_divergent_update_is_refused_retried_then_pauses_the_project_wit
             work = await client.expect("work")
             await client.send(result_frame(work["iteration"], zero, 64, 64 * 2.3, 6, compute_ms=1.0))
             assert (await client.expect("work"))["iteration"] == work["iteration"] + 1
+
+
+async def test_a_failing_evaluation_is_shown_and_training_goes_on(mnist_dir, tmp_path):
+    store = copy_store(mnist_dir, tmp_path / "store")
+    async with running_system(store) as system:
+        manifest = (await system.api.get(f"{system.data_url}/datasets/{system.dataset['id']}")).json()
+        test_shards = [ref["id"] for ref in manifest["splits"]["test"]["shards"]]
+        saved = {f"shards/{shard}": await store.get(f"shards/{shard}") for shard in test_shards}
+        await store.delete(*saved)
+        project = await system.create_project(eval_every=1, iteration_ms=300)
+        pid = project["id"]
+        async with trainer(system, pid) as client:
+            error = None
+            async with asyncio.timeout(60):
+                while error is None:
+                    await client.send(client.compute(await client.expect("work")))
+                    error = (await system.api.get(f"/api/projects/{pid}")).json()["error"]
+            assert error["source"] == "evaluation", error
+            assert "missing from the store" in error["message"] and test_shards[0] in error["message"], error
+            first = error["iteration"]
+            # Training goes on: later iterations are reduced and the same failure keeps being counted.
+            async with asyncio.timeout(60):
+                while error["failures"] < 3:
+                    await client.send(client.compute(await client.expect("work")))
+                    error = (await system.api.get(f"/api/projects/{pid}")).json()["error"]
+            view = (await system.api.get(f"/api/projects/{pid}")).json()
+            assert view["status"] == "running" and view["iteration"] > first + 2, view
+            assert all(record["test_accuracy"] is None for record in (await system.api.get(f"/api/projects/{pid}/metrics")).json())
+            # With the test shards back, the next evaluation succeeds and clears the error.
+            await store.put_many(saved)
+            async with asyncio.timeout(60):
+                while view["error"] is not None:
+                    await client.send(client.compute(await client.expect("work")))
+                    view = (await system.api.get(f"/api/projects/{pid}")).json()
+            records = (await system.api.get(f"/api/projects/{pid}/metrics")).json()
+            assert any(record["test_accuracy"] is not None for record in records), records[-3:]

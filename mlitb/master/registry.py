@@ -133,7 +133,7 @@ class Registry:
             return  # deleted meanwhile: pausing would write its definition back
         if rt.error is None or rt.error.message != error:
             log.warning("project %s: %s", rt.id, error)
-        rt.error = ProjectError(error, time.time(), rt.iteration, 1)
+        rt.error = ProjectError(error, time.time(), rt.iteration, 1, source="dataset")
         await self.pause(rt)
 
     async def update(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
@@ -265,12 +265,17 @@ class Registry:
 
         try:
             result = await self.evaluator.evaluate(rt.id, params, source)
-            for record in reversed(rt.metrics):
-                if record["iteration"] == iteration:
-                    record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
-                    break
+        except Exception as exc:  # training goes on without test figures; the researcher is told why
+            _record_evaluation_failure(rt, iteration, exc)
+            return
         finally:
             side.evaluating = None
+        if rt.error is not None and rt.error.source == "evaluation":
+            rt.error = None
+        for record in reversed(rt.metrics):
+            if record["iteration"] == iteration:
+                record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
+                break
 
     def _save(self, rt: ProjectRuntime) -> None:
         """Queue a checkpoint: a snapshot now (consistent), encoded and written off the loop, newest wins."""
@@ -280,6 +285,19 @@ class Registry:
         """A new project's first checkpoint, written before its creation is acknowledged."""
         blob = await asyncio.to_thread(self.checkpoint_now(rt).encode)
         await self.store.put(checkpoint_key(rt.id), blob)
+
+
+def _record_evaluation_failure(rt: ProjectRuntime, iteration: int, exc: Exception) -> None:
+    """Logged once per run of failures (with the traceback), counted, and shown as the project's `error`."""
+    if rt.error is not None and rt.error.source != "evaluation":
+        log.error("project %s: test evaluation after iteration %d failed: %s", rt.id, iteration, exc)
+        return  # the graver error stays the one shown
+    previous = rt.error
+    if previous is None:
+        log.error("project %s: test evaluation after iteration %d failed", rt.id, iteration, exc_info=exc)
+    message = f"test evaluation after iteration {iteration} failed: {exc}; training goes on without test figures"
+    failures = previous.failures + 1 if previous else 1
+    rt.error = ProjectError(message, time.time(), iteration, failures, source="evaluation")
 
 
 def _hyper(optimizer: dict[str, Any]) -> dict[str, Any]:

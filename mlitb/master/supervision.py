@@ -25,12 +25,15 @@ log = logging.getLogger("mlitb.master.supervision")
 
 @dataclass(frozen=True)
 class ProjectError:
-    """The last failure of a project's loop: what happened, when (unix s), at which iteration, how often in a row."""
+    """A project's last failure: what happened, when (unix s), at which iteration, how often in a row, and
+    where: `loop` (an iteration failed), `dataset` (its data went away) or `evaluation` (the test figures
+    could not be computed; training goes on, and the next good evaluation clears it)."""
 
     message: str
     time: float
     iteration: int
     failures: int
+    source: str = "loop"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
