@@ -86,12 +86,6 @@ class Store(ABC):
     async def close(self) -> None:
         """Release connections."""
 
-    async def delete_prefix(self, prefix: str) -> None:
-        """Remove every key under `prefix`."""
-        found = await self.keys(prefix)
-        if found:
-            await self.delete(*found)
-
 
 class FileStore(Store):
     """Values in memory, each also written atomically to a file under `root`.

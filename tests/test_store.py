@@ -24,7 +24,7 @@ async def test_put_many_and_prefix_listing(store):
     await store.put("datasets/d2/manifest", b"m2")
     assert await store.keys("datasets/d1/") == ["datasets/d1/manifest", "datasets/d1/shards/s1", "datasets/d1/shards/s2"]
     assert len(await store.keys()) == 4
-    await store.delete_prefix("datasets/d1/")
+    await store.delete(*await store.keys("datasets/d1/"))
     assert await store.keys("datasets/") == ["datasets/d2/manifest"]
 
 
