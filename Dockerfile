@@ -1,7 +1,7 @@
 # The mlitb app image: one image for the master (`mlitb serve`), the data server
 # (`mlitb data serve`) and headless workers (`mlitb worker`); docker-compose.yml
-# picks the command. Installed in place (-e) so the shipped datasets/ and the
-# browser client in static/ stay next to the package, where the code finds them.
+# picks the command. The browser client and the shipped MNIST are package data
+# (mlitb/static, mlitb/datasets), so a plain install carries them.
 FROM python:3.12-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -10,11 +10,9 @@ ENV PYTHONUNBUFFERED=1 \
     MLITB_DATA_DIR=/var/lib/mlitb
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md MANIFEST.in ./
 COPY mlitb ./mlitb
-COPY static ./static
-COPY datasets ./datasets
-RUN pip install -e . && useradd --system --home-dir /app mlitb \
+RUN pip install . && useradd --system --home-dir /app mlitb \
     && mkdir -p /var/lib/mlitb && chown mlitb /var/lib/mlitb
 USER mlitb
 VOLUME /var/lib/mlitb

@@ -110,14 +110,14 @@ def node_engine(seconds: float) -> dict[str, float]:
 
 
 class Handler(SimpleHTTPRequestHandler):
-    """Serves static/ at /static/ and bench/ at /bench/, nothing else."""
+    """Serves mlitb/static/ at /mlitb/static/ and bench/ at /bench/, nothing else."""
 
     extensions_map = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
                       ".json": "application/json", ".html": "text/html", "": "application/octet-stream"}
 
     def translate_path(self, path: str) -> str:
         path = path.split("?", 1)[0]
-        for prefix in ("/static/", "/bench/"):
+        for prefix in ("/mlitb/static/", "/bench/"):
             if path.startswith(prefix):
                 return super().translate_path(path)
         return str(ROOT / "nonexistent")

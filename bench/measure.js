@@ -1,6 +1,6 @@
 // Examples/s of net.gradient (forward + backward, gradients summed) at a fixed batch,
 // the same code in Node and in a Web Worker.
-import { createNet } from "../static/engine/net.js";
+import { createNet } from "../mlitb/static/engine/net.js";
 
 const now = () => performance.now();
 

@@ -18,7 +18,7 @@ import uvicorn
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
-DATASETS = REPO / "datasets"
+DATASETS = REPO / "mlitb" / "datasets"
 
 
 def free_port() -> int:

@@ -106,7 +106,7 @@ def test_the_browser_client_reads_a_python_shard(tmp_path):
     pixels, labels = random_shard(np.random.default_rng(3), 9, (5, 4, 3), 300)
     path = tmp_path / "shard.zip"
     path.write_bytes(encode_shard(pixels, labels, 300).blob)
-    module = (REPO / "static" / "js" / "shards.js").as_uri()
+    module = (REPO / "mlitb" / "static" / "js" / "shards.js").as_uri()
     script = (
         f"import {{ parseShard }} from {json.dumps(module)};"
         "import { readFileSync } from 'node:fs';"

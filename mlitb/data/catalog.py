@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 
 from mlitb.data.archive import ZipInput
@@ -21,7 +22,7 @@ from mlitb.data.limits import Limits
 from mlitb.data.manifest import Manifest
 from mlitb.store import Store, StoreError, check_key
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "datasets"
+SHIPPED_DIR = Path(str(files("mlitb") / "datasets"))  # package data: works from a wheel as from a checkout
 log = logging.getLogger("mlitb.data")
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
-STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
+STATIC_DIR = Path(str(files("mlitb") / "static"))  # package data: works from a wheel as from a checkout
 
 
 @dataclass(frozen=True)

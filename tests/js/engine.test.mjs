@@ -1,8 +1,8 @@
 // The JS engine on its own: spec errors, layout, finite differences, backends and chunking agree.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createNet, SpecError } from "../../static/engine/net.js";
-import { mulberry32 } from "../../static/engine/rng.js";
+import { createNet, SpecError } from "../../mlitb/static/engine/net.js";
+import { mulberry32 } from "../../mlitb/static/engine/rng.js";
 
 const MNIST = [
   { type: "input", out_sx: 28, out_sy: 28, out_depth: 1 },

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
-import { createNet } from "../../static/engine/net.js";
+import { createNet } from "../../mlitb/static/engine/net.js";
 
 const dir = new URL("../vectors/", import.meta.url);
 const files = readdirSync(dir).filter((name) => name.endsWith(".json")).sort();

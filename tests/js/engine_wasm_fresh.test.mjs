@@ -5,11 +5,11 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 
 const root = new URL("../../", import.meta.url);
-const record = readFileSync(new URL("static/engine/kernels.wasm.sha256", root), "utf8").trim().split("\n");
+const record = readFileSync(new URL("mlitb/static/engine/kernels.wasm.sha256", root), "utf8").trim().split("\n");
 
 test("kernels.wasm.sha256 names the build script, the C source and the binary", () => {
   assert.deepEqual(record.map((line) => line.split(/\s+/)[1]).sort(),
-    ["scripts/build-wasm.sh", "static/engine/kernels.c", "static/engine/kernels.wasm"]);
+    ["mlitb/static/engine/kernels.c", "mlitb/static/engine/kernels.wasm", "scripts/build-wasm.sh"]);
 });
 
 for (const line of record) {

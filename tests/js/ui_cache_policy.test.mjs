@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_CACHE_BYTES, cacheSummary, shardsOfGoneDatasets, shardsToEvict } from "../../static/js/cache-policy.js";
-import { retryDelayMs } from "../../static/js/backoff.js";
+import { DEFAULT_CACHE_BYTES, cacheSummary, shardsOfGoneDatasets, shardsToEvict } from "../../mlitb/static/js/cache-policy.js";
+import { retryDelayMs } from "../../mlitb/static/js/backoff.js";
 
 const MB = 1024 * 1024;
 const entry = (id, used, bytes = MB, dataset = "mnist") => ({ id, dataset, bytes, used });

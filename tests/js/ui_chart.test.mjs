@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { niceTicks, extent, formatTick, thin } from "../../static/js/chart.js";
+import { niceTicks, extent, formatTick, thin } from "../../mlitb/static/js/chart.js";
 
 test("ticks are round numbers that cover the range", () => {
   assert.deepEqual(niceTicks(0, 1, 5), [0, 0.2, 0.4, 0.6, 0.8, 1]);

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ExampleSampler, normalizationTable } from "../../static/js/examples.js";
+import { ExampleSampler, normalizationTable } from "../../mlitb/static/js/examples.js";
 
 function shard(count, size, first) {
   const pixels = new Uint8Array(count * size);

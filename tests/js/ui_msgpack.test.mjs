@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { encode, decode, float32 } from "../../static/js/msgpack.js";
+import { encode, decode, float32 } from "../../mlitb/static/js/msgpack.js";
 
 function python(code, input) {
   return execFileSync("python3", ["-c", code], { input });

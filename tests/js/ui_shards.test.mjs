@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { parseShard, unzip, crc32, ShardFormatError } from "../../static/js/shards.js";
+import { parseShard, unzip, crc32, ShardFormatError } from "../../mlitb/static/js/shards.js";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
