@@ -213,6 +213,26 @@ def _text_or(value: Any, default: str) -> str:
     return value[:MAX_TEXT] if isinstance(value, str) else default
 
 
+# ------------------------------------------------------------ frames the master sends
+
+
+def welcome_frame(client_id: str, role: str, *, project: dict[str, Any], dataset: dict[str, Any],
+                  limits: dict[str, Any]) -> bytes:
+    """The answer to `hello`: who the client is, the project, where its data is, the limits it must keep."""
+    return encode({"type": "welcome", "protocol": PROTOCOL_VERSION, "client_id": client_id, "role": role,
+                   "project": project, "dataset": dataset, "limits": limits})
+
+
+def assign_frame(shards: list[tuple[str, int, int]]) -> bytes:
+    """A trainer's complete allocation: (shard id, examples, bytes) for each shard it should hold."""
+    return encode({"type": "assign", "shards": [{"id": s, "count": count, "bytes": size} for s, count, size in shards]})
+
+
+def idle_frame(reason: str) -> bytes:
+    """No work for now: `waiting` (for data or the next boundary), `paused`, or `excluded` (too slow)."""
+    return encode({"type": "idle", "reason": reason})
+
+
 def error_frame(code: str, message: str, fatal: bool = False) -> bytes:
     return encode({"type": "error", "code": code, "message": message, "fatal": fatal})
 
@@ -224,6 +244,20 @@ def params_frame(iteration: int, params: np.ndarray) -> bytes:
 
 def work_frame(iteration: int, budget_ms: int, shards: list[str]) -> bytes:
     return encode({"type": "work", "iteration": iteration, "budget_ms": int(budget_ms), "shards": shards})
+
+
+# ------------------------------------------------------------ frames a worker sends
+
+
+def hello_frame(role: str, project: str | None, client: dict[str, Any], cached: list[str]) -> bytes:
+    """The first frame of a connection: the role wanted, the project (None: the master's default), the client."""
+    return encode({"type": "hello", "protocol": PROTOCOL_VERSION, "role": role, "project": project,
+                   "client": client, "cached": cached})
+
+
+def cached_frame(shards: list[str]) -> bytes:
+    """Every shard the worker holds now (replaces what it said before)."""
+    return encode({"type": "cached", "shards": shards})
 
 
 def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float) -> bytes:

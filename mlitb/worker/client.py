@@ -27,9 +27,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from mlitb import __version__
+from mlitb.backoff import full_jitter_s
 from mlitb.data.shards import Shard
 from mlitb.model import Net
-from mlitb.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode, f32_array, result_frame
+from mlitb.protocol import ProtocolError, cached_frame, decode, f32_array, hello_frame, result_frame
 from mlitb.worker.compute import Examples, Normalization, WorkResult, batch_size_for, compute, gather
 from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
 from mlitb.worker.status import Progress
@@ -69,11 +70,6 @@ def websocket_url(master_url: str) -> str:
         raise ValueError(f"the master URL must start with http://, https://, ws:// or wss://, got {master_url!r}")
     path = parts.path if parts.path.endswith("/ws") else parts.path.rstrip("/") + "/ws"
     return urlunsplit((scheme, parts.netloc, path, "", ""))
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max, base × 2^attempt)]."""
-    return rng.uniform(0.0, min(max_s, base_s * 2.0 ** min(attempt, 30)))
 
 
 class Latest(Generic[T]):
@@ -144,7 +140,7 @@ class Trainer:
             if stop.is_set():
                 break
             attempt = 0 if self._welcomed else attempt + 1
-            delay = backoff_delay(attempt, self.options.backoff_base_s, self.options.backoff_max_s, self._jitter)
+            delay = full_jitter_s(attempt + 1, self.options.backoff_base_s, self.options.backoff_max_s, self._jitter)
             self.say(f"trainer {self.options.slot}: {reason}; retrying in {delay:.1f} s")
             self._set(state="connecting")
             try:
@@ -161,7 +157,7 @@ class Trainer:
             compression=None,
             open_timeout=10,
         ) as ws:
-            await ws.send(encode(self._hello()))
+            await ws.send(self._hello())
             welcome = decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_S), MAX_FRAME_BYTES)
             self._check_error(welcome)
             if welcome["type"] != "welcome":
@@ -170,7 +166,7 @@ class Trainer:
             self._welcomed = True
             self.say(f"trainer {self.options.slot}: joined project {welcome['project']['id']} as {welcome['client_id']}")
             if self.cache is not None and self.cache.ids():
-                await ws.send(encode({"type": "cached", "shards": self.cache.ids()}))
+                await ws.send(cached_frame(self.cache.ids()))
             tasks = [
                 asyncio.create_task(self._receive(session)),
                 asyncio.create_task(self._download_loop(session)),
@@ -190,20 +186,14 @@ class Trainer:
             for task in done:
                 task.result()  # raise what ended the session
 
-    def _hello(self) -> dict[str, Any]:
-        return {
-            "type": "hello",
-            "protocol": PROTOCOL_VERSION,
-            "role": "trainer",
-            "project": self.options.project,
-            "client": {
-                "kind": "python",
-                "engine": "numpy",
-                "cores": os.cpu_count() or 1,
-                "agent": f"mlitb-worker/{__version__} python/{platform.python_version()} {platform.system()}",
-            },
-            "cached": self.cache.ids() if self.cache is not None else [],
+    def _hello(self) -> bytes:
+        client = {
+            "kind": "python",
+            "engine": "numpy",
+            "cores": os.cpu_count() or 1,
+            "agent": f"mlitb-worker/{__version__} python/{platform.python_version()} {platform.system()}",
         }
+        return hello_frame("trainer", self.options.project, client, self.cache.ids() if self.cache is not None else [])
 
     def _start(self, ws: ClientConnection, welcome: dict[str, Any]) -> Session:
         project, dataset, limits = welcome["project"], welcome["dataset"], welcome.get("limits", {})
@@ -245,7 +235,7 @@ class Trainer:
             failed = await session.cache.fetch(session.data_url, shard_ids)
             if failed:
                 self.say(f"trainer {self.options.slot}: could not fetch {len(failed)} shard(s), e.g. {failed[0]}")
-            await session.ws.send(encode({"type": "cached", "shards": session.cache.ids()}))
+            await session.ws.send(cached_frame(session.cache.ids()))
             self._set(state="waiting", shards=len(shard_ids) - len(failed))
 
     async def _compute_loop(self, session: Session) -> None:
