@@ -26,10 +26,8 @@ from mlitb.model import Net
 from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.protocol import encode, result_frame
 from mlitb.store import FileStore
-from tests.helpers import free_port, serve_app
+from tests.helpers import ADMIN, TOKEN, free_port, serve_app
 
-TOKEN = "test-admin-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 TINY_LAYERS = MNIST_SOFTMAX  # 7,850 parameters, a gradient in milliseconds
 TIMEOUT = 15.0
 

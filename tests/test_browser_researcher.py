@@ -11,9 +11,9 @@ import pytest_asyncio
 
 from mlitb.model import Net
 from mlitb.model.zoo import MNIST_CONVNET
-from tests.browser_support import browser, new_context, open_page  # noqa: F401  (fixture)
+from tests.browser_support import new_context, open_page
 from tests.datazips import image_zip
-from tests.master_support import ADMIN, TINY_LAYERS, TOKEN, copy_store, mnist_dir, running_system  # noqa: F401  (fixture)
+from tests.master_support import ADMIN, TINY_LAYERS, TOKEN, copy_store, running_system
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

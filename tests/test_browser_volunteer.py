@@ -21,9 +21,8 @@ import pytest_asyncio
 
 from mlitb.master.serve import DEMO_LAYERS
 from mlitb.model import Net
-from tests.browser_support import (  # noqa: F401  (browser: a fixture)
+from tests.browser_support import (
     SCREENSHOTS,
-    browser,
     classify_file,
     eventually,
     mnist_digits,
@@ -31,7 +30,7 @@ from tests.browser_support import (  # noqa: F401  (browser: a fixture)
     open_page,
 )
 from tests.helpers import REPO
-from tests.master_support import ADMIN, TOKEN, copy_store, mnist_dir, running_system  # noqa: F401  (mnist_dir: a fixture)
+from tests.master_support import ADMIN, TOKEN, copy_store, running_system
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

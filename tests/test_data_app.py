@@ -13,11 +13,16 @@ from mlitb.data.app import create_data_app
 from mlitb.data.limits import Limits
 from mlitb.data.shards import decode_shard
 from mlitb.store import FileStore, Store
-from tests.datazips import image_zip, make_zip, png, png_with_dimensions, sorted_examples, symlink_zip
-from tests.helpers import serve_app
+from tests.datazips import (
+    image_zip,
+    make_zip,
+    png,
+    png_with_dimensions,
+    sorted_examples,
+    symlink_zip,
+)
+from tests.helpers import ADMIN, TOKEN, serve_app
 
-TOKEN = "s3cret-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 LIMITS = Limits(max_upload_bytes=300_000, max_uncompressed_bytes=200_000, max_classes=5)
 
 

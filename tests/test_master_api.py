@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.master_support import ADMIN, TINY_LAYERS, mnist_dir, system  # noqa: F401  (fixtures)
+from tests.master_support import ADMIN, TINY_LAYERS
 
 
 def body(system, **overrides):

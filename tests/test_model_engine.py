@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlitb.model import Net, mulberry32
-from mlitb.model import ops
+from mlitb.model import Net, mulberry32, ops
 from mlitb.model.memory import retain_freed_memory
 from mlitb.model.spec import expand
 

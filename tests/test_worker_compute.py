@@ -7,7 +7,13 @@ import pytest
 
 from mlitb.data.shards import Shard
 from mlitb.model import Net
-from mlitb.worker.compute import Examples, Normalization, batch_size_for, compute, gather
+from mlitb.worker.compute import (
+    Examples,
+    Normalization,
+    batch_size_for,
+    compute,
+    gather,
+)
 
 LAYERS = [
     {"type": "input", "out_sx": 8, "out_sy": 8, "out_depth": 1},
