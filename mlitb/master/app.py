@@ -30,16 +30,17 @@ from mlitb.data.catalog import get_manifest
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, prometheus
 from mlitb.http_api import ERROR_HANDLERS, require_admin
-from mlitb.master.closures import project_closure, project_from_closure
+from mlitb.master.closure_io import project_closure, project_from_closure
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
-from mlitb.master.project import ValidationError, check_layers, parse_create, parse_patch
+from mlitb.master.definition import ValidationError, check_layers, parse_create, parse_patch
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.master.standalone import render_closure_page
+from mlitb.master.closure_page import render_closure_page
 from mlitb.store import Store
 from mlitb.tasks import log_crash
+from mlitb.validate import FieldError
 
 log = logging.getLogger("mlitb.master")
 
@@ -230,7 +231,7 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
     routes = list(ROUTES)
     if settings.static_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
-    app = Starlette(routes=routes, exception_handlers={ValidationError: _validation_error, **ERROR_HANDLERS},
+    app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, **ERROR_HANDLERS},
                     lifespan=lifespan)
     app.state.registry = Registry(store, settings)
     app.state.stats = ConnectionStats()
@@ -291,6 +292,6 @@ def clean(record: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ValidationError)
+async def _field_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FieldError)
     return JSONResponse(exc.to_json(), status_code=400)

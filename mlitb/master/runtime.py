@@ -21,7 +21,7 @@ from mlitb.master import allocation as alloc
 from mlitb.master import latency
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
-from mlitb.master.project import ProjectDef
+from mlitb.master.definition import ProjectDef
 from mlitb.master.settings import Settings
 from mlitb.model import Net
 from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec

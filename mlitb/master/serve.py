@@ -29,7 +29,7 @@ from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets, list_datasets
 from mlitb.data.limits import Limits
 from mlitb.master.app import create_master_app
-from mlitb.master.project import parse_create
+from mlitb.master.definition import parse_create
 from mlitb.master.registry import definition_key
 from mlitb.master.settings import Settings
 from mlitb.model.zoo import MNIST_CONVNET
