@@ -57,11 +57,14 @@ class OptimizerRecord:
 
 @dataclass
 class TrainingRecord:
-    """How the parameters were trained: the algorithm, its settings (e.g. iteration_ms) and iterations done."""
+    """How the parameters were trained: the algorithm, its settings (e.g. iteration_ms), the iterations
+    closed (`iteration`, the number of the next one) and the optimizer steps taken (`steps`: an iteration
+    that received no results takes no step, so steps <= iteration; Adam's `t` equals it)."""
 
     algorithm: str = ALGORITHM
     iteration: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
 
 
 @dataclass
@@ -116,7 +119,7 @@ class Closure:
                 "state": {key: encode_floats(value) for key, value in self.optimizer.state.items()},
             },
             "training": {"algorithm": self.training.algorithm, "iteration": self.training.iteration,
-                         "settings": self.training.settings},
+                         "steps": self.training.steps, "settings": self.training.settings},
             "dataset": {"id": self.dataset.id, "name": self.dataset.name, "shards": list(self.dataset.shards)},
             "metrics": self.metrics,
         }
@@ -213,10 +216,11 @@ def _load(obj_or_text: str | bytes | dict[str, Any]) -> Closure:
     if not isinstance(classes, list) or len(classes) != net.num_classes or not all(isinstance(c, str) for c in classes):
         raise ClosureError("classes", f"must be a list of {net.num_classes} class names (strings), got {classes!r}")
 
+    optimizer = _optimizer(obj.get("optimizer"), net)
     return Closure(
         layers=model["layers"], params=params, classes=classes, input_shape=net.input_shape,
-        normalization=normalization, optimizer=_optimizer(obj.get("optimizer"), net),
-        training=_training(obj.get("training")), dataset=_dataset(obj.get("dataset")),
+        normalization=normalization, optimizer=optimizer,
+        training=_training(obj.get("training"), optimizer), dataset=_dataset(obj.get("dataset")),
         metrics=_metrics(obj.get("metrics")), name=require_text(obj.get("name"), "name", empty=True),
         software_version=version)
 
@@ -241,13 +245,18 @@ def _optimizer(value: Any, net: Net) -> OptimizerRecord | None:
     return OptimizerRecord(name, dict(opt.hyper), state)
 
 
-def _training(value: Any) -> TrainingRecord:
+def _training(value: Any, optimizer: OptimizerRecord | None) -> TrainingRecord:
     value = require_object(value, "training")
     iteration = value.get("iteration")
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
         raise ClosureError("training.iteration", f"must be a non-negative integer, got {iteration!r}")
+    steps = value.get("steps")
+    if steps is None:  # written before steps were counted: Adam's t knows them, else every iteration stepped
+        steps = int(optimizer.state["t"][0]) if optimizer is not None and "t" in optimizer.state else iteration
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= iteration:
+        raise ClosureError("training.steps", f"must be an integer from 0 to training.iteration ({iteration}), got {steps!r}")
     return TrainingRecord(require_text(value.get("algorithm"), "training.algorithm"), iteration,
-                          require_object(value.get("settings"), "training.settings"))
+                          require_object(value.get("settings"), "training.settings"), steps)
 
 
 def _dataset(value: Any) -> DatasetFingerprint:

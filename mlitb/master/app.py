@@ -114,7 +114,8 @@ async def create_from_closure(request: Request) -> Response:
     except ClosureError as exc:
         raise ValidationError(exc.path, exc.message, text=f"closure {exc}") from exc
     manifest = await get_manifest(registry.store, closure.dataset.id) if closure.dataset.id else None
-    definition, checkpoint = project_from_closure(closure, manifest, iteration_range(settings), settings.eval_every)
+    definition, checkpoint = project_from_closure(closure, manifest, iteration_range(settings), settings.eval_every,
+                                                  ignore_fingerprint=flag(request, "ignore_fingerprint"))
     rt = await registry.create(definition, checkpoint)
     return JSONResponse(project_json(rt, detail=True), status_code=201)
 
@@ -245,11 +246,19 @@ async def json_body(request: Request) -> Any:
         raise ValidationError("body", f"is not valid JSON: {exc}") from exc
 
 
+def flag(request: Request, name: str) -> bool:
+    """A yes/no query parameter: 1/true/yes or 0/false/no (absent: no); anything else is a 400."""
+    value = request.query_params.get(name, "0").lower()
+    if value not in ("1", "true", "yes", "0", "false", "no", ""):
+        raise ValidationError(name, f"must be 1 or 0, got {value!r}")
+    return value in ("1", "true", "yes")
+
+
 def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
     """A project as the API shows it; `detail` adds layers and the worker table."""
     d = rt.definition
     result: dict[str, Any] = {
-        "id": d.id, "name": d.name, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
+        "id": d.id, "name": d.name, "status": d.status, "iteration": rt.iteration, "steps": rt.steps, "dataset": d.dataset,
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),

@@ -17,13 +17,15 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Checkpoint:
-    """`params` are the parameters iteration `iteration` starts with."""
+    """`params` are the parameters iteration `iteration` starts with; `steps` counts the optimizer steps
+    taken (an iteration without results takes none), None in checkpoints written before it was kept."""
 
     iteration: int
     params: np.ndarray
     optimizer_state: dict[str, Any]
     allocation: dict[str, list[str]] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    steps: int | None = None
 
     def encode(self) -> bytes:
         return msgpack.packb(
@@ -34,6 +36,7 @@ class Checkpoint:
                 "optimizer_state": _pack_arrays(self.optimizer_state),
                 "allocation": self.allocation,
                 "metrics": self.metrics,
+                "steps": self.steps,
             },
             use_bin_type=True,
         )
@@ -49,6 +52,7 @@ class Checkpoint:
             optimizer_state=_unpack_arrays(raw["optimizer_state"]),
             allocation=raw["allocation"],
             metrics=raw["metrics"],
+            steps=raw.get("steps"),
         )
 
 

@@ -15,6 +15,24 @@ from mlitb.model import Net
 from mlitb.optim import optimizer_from_spec
 
 
+def fingerprint(manifest: Manifest) -> list[str]:
+    """The content hashes of every shard of a dataset revision: train, then test."""
+    return [ref.id for ref in manifest.train.shards + manifest.test.shards]
+
+
+def check_fingerprint(closure: Closure, manifest: Manifest) -> None:
+    """Refuse to resume on data other than the closure's: a 400 naming `dataset.shards` and what differs."""
+    recorded, here = set(closure.dataset.shards), set(fingerprint(manifest))
+    if recorded == here:
+        return
+    missing, extra = len(recorded - here), len(here - recorded)
+    raise ValidationError("dataset.shards", (
+        f"the closure was trained on {len(recorded)} shards; dataset {manifest.id!r} on this data server (revision "
+        f"{manifest.revision}) lacks {missing} of them and has {extra} others, so training would go on with "
+        "different data. Upload the closure's data as a new dataset, or add ?ignore_fingerprint=1 to resume "
+        "on this dataset anyway"))
+
+
 def project_closure(definition: ProjectDef, net: Net, manifest: Manifest, snapshot: Checkpoint) -> str:
     """The closure JSON text of a project at `snapshot` (blocking: call in a thread)."""
     optimizer = optimizer_from_spec(definition.optimizer, net.layout)
@@ -22,17 +40,18 @@ def project_closure(definition: ProjectDef, net: Net, manifest: Manifest, snapsh
     closure = build_closure(
         net, snapshot.params, list(manifest.classes), name=definition.name, optimizer=optimizer,
         normalization=Normalization(**definition.normalization),
-        training=TrainingRecord(iteration=snapshot.iteration, settings={
+        training=TrainingRecord(iteration=snapshot.iteration, steps=snapshot.steps or 0, settings={
             "iteration_ms": definition.iteration_ms, "eval_every": definition.eval_every, "seed": definition.seed}),
-        dataset=DatasetFingerprint(manifest.id, manifest.name, [ref.id for ref in manifest.train.shards + manifest.test.shards]),
+        dataset=DatasetFingerprint(manifest.id, manifest.name, fingerprint(manifest)),
         metrics=snapshot.metrics,
     )
     return closure.dumps()
 
 
 def project_from_closure(closure: Closure, manifest: Manifest | None, iteration_range: tuple[int, int],
-                         default_eval_every: int) -> tuple[ProjectDef, Checkpoint]:
-    """A paused project that resumes the closure's training at its iteration with its params and optimizer."""
+                         default_eval_every: int, ignore_fingerprint: bool = False) -> tuple[ProjectDef, Checkpoint]:
+    """A paused project that resumes the closure's training at its iteration with its params and optimizer;
+    on the closure's exact data (its shard hashes) unless `ignore_fingerprint`."""
     if closure.optimizer is None:
         raise ValidationError("optimizer", "this closure has no optimizer state: it can predict but not resume training")
     if manifest is None:
@@ -40,6 +59,8 @@ def project_from_closure(closure: Closure, manifest: Manifest | None, iteration_
                                          "this data server; upload it first")
     if list(manifest.shape) != list(closure.input_shape) or len(manifest.classes) != len(closure.classes):
         raise ValidationError("dataset", f"dataset {manifest.id!r} no longer matches the closure's input shape and classes")
+    if not ignore_fingerprint:
+        check_fingerprint(closure, manifest)
     settings = closure.training.settings
     iteration_ms = settings.get("iteration_ms")
     if not isinstance(iteration_ms, int) or not iteration_range[0] <= iteration_ms <= iteration_range[1]:
@@ -60,5 +81,6 @@ def project_from_closure(closure: Closure, manifest: Manifest | None, iteration_
         status="paused",
     )
     checkpoint = Checkpoint(iteration=closure.training.iteration, params=closure.params.copy(),
-                            optimizer_state=closure.optimizer.state, metrics=closure.metrics)
+                            optimizer_state=closure.optimizer.state, metrics=closure.metrics,
+                            steps=closure.training.steps)
     return definition, checkpoint

@@ -130,17 +130,26 @@ class Counters:
     examples_per_s: float = 0.0
 
 
+def legacy_steps(checkpoint: Checkpoint) -> int:
+    """Steps of a checkpoint written before they were counted: Adam's `t` knows; otherwise the iteration."""
+    t = checkpoint.optimizer_state.get("t")
+    return int(np.asarray(t).reshape(-1)[0]) if t is not None else checkpoint.iteration
+
+
 class ProjectRuntime:
     """One hosted project, and the only writer of its state. Built with `ProjectRuntime.build`."""
 
     def __init__(self, definition: ProjectDef, net: Net, manifest: Manifest, params: np.ndarray,
-                 optimizer: Optimizer, iteration: int, metrics: list[dict[str, Any]], settings: Settings) -> None:
+                 optimizer: Optimizer, iteration: int, metrics: list[dict[str, Any]], settings: Settings,
+                 steps: int = 0) -> None:
         self.definition = definition
         self.net = net
         self.manifest = manifest
         self.params = params
         self.optimizer = optimizer
         self.iteration = iteration
+        # Optimizer steps taken: an iteration closed without results takes none (Adam's `t` equals this).
+        self.steps = steps
         self.metrics = metrics
         self.settings = settings
         self.workers: dict[str, Worker] = {}
@@ -164,13 +173,14 @@ class ProjectRuntime:
         net = Net(definition.layers)
         optimizer = optimizer_from_spec(definition.optimizer, net.layout)
         if checkpoint is None:
-            params, iteration, metrics = net.init_params(definition.seed), 0, []
+            params, iteration, metrics, steps = net.init_params(definition.seed), 0, [], 0
         else:
             optimizer.load_state_dict(checkpoint.optimizer_state)
             params, iteration, metrics = checkpoint.params, checkpoint.iteration, checkpoint.metrics
+            steps = checkpoint.steps if checkpoint.steps is not None else legacy_steps(checkpoint)
         if params.shape != (net.param_count,):
             raise ValueError(f"the checkpoint holds {params.size} parameters, the layers need {net.param_count}")
-        return cls(definition, net, manifest, params, optimizer, iteration, metrics, settings)
+        return cls(definition, net, manifest, params, optimizer, iteration, metrics, settings, steps)
 
     # ------------------------------------------------------------ queries
 
@@ -206,6 +216,7 @@ class ProjectRuntime:
             # The records themselves are shared: only evaluation writes into them later (filling in
             # test figures), and copying 100k dicts on the loop would stall it (bench/checkpoint_write.py).
             metrics=list(self.metrics),
+            steps=self.steps,
         )
 
     # ------------------------------------------------------------ the researcher and the supervisor
@@ -259,6 +270,8 @@ class ProjectRuntime:
         total = self.sum
         elapsed = max(now - closed.started, 1e-9)
         c = self.counters
+        if total.count:  # reduce_step took an optimizer step exactly when the sum holds examples
+            self.steps += 1
         c.iterations += 1
         c.examples += total.count
         c.accepted += total.contributors
