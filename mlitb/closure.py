@@ -21,7 +21,8 @@ import numpy as np
 from mlitb import __version__
 from mlitb.model import Net, SpecError
 from mlitb.optim import OPTIMIZERS, Optimizer, make_optimizer
-from mlitb.validate import FieldError, require_number, require_object, require_text
+from mlitb.model.layout import lr_multipliers
+from mlitb.validate import FieldError, is_number, require_number, require_object, require_text
 
 FORMAT = "mlitb-closure"
 FORMAT_VERSION = 1
@@ -48,11 +49,13 @@ class Normalization:
 
 @dataclass
 class OptimizerRecord:
-    """The optimizer to resume with: its name, hyper-parameters and float32 state arrays."""
+    """The optimizer to resume with: its name, hyper-parameters, float32 state arrays and the learning-rate
+    multiplier of each layer definition (None: 1 for all)."""
 
     name: str
     hyper: dict[str, float]
     state: dict[str, np.ndarray]
+    lr_multipliers: list[float] | None = None
 
 
 @dataclass
@@ -98,8 +101,11 @@ class Closure:
         """The recorded optimizer with its state loaded, ready to take the next step."""
         if self.optimizer is None:
             raise ClosureError("optimizer", "this closure has no optimizer state, so it can predict but not resume")
-        opt = make_optimizer(self.optimizer.name, self.optimizer.hyper, self.net().layout)
+        net = self.net()
+        opt = make_optimizer(self.optimizer.name, self.optimizer.hyper, net.layout)
         opt.load_state_dict(self.optimizer.state)
+        if self.optimizer.lr_multipliers is not None:
+            opt.set_lr_multipliers(lr_multipliers(net.layers, net.layout, self.optimizer.lr_multipliers))
         return opt
 
     def to_json(self) -> dict[str, Any]:
@@ -117,6 +123,7 @@ class Closure:
                 "name": self.optimizer.name,
                 "hyper": dict(self.optimizer.hyper),
                 "state": {key: encode_floats(value) for key, value in self.optimizer.state.items()},
+                "lr_multipliers": self.optimizer.lr_multipliers,
             },
             "training": {"algorithm": self.training.algorithm, "iteration": self.training.iteration,
                          "steps": self.training.steps, "settings": self.training.settings},
@@ -150,11 +157,13 @@ def decode_floats(text: Any, path: str, count: int) -> np.ndarray:
 def build_closure(net: Net, params: np.ndarray, classes: list[str], *, name: str = "",
                   optimizer: Optimizer | None = None, normalization: Normalization = Normalization(),
                   training: TrainingRecord | None = None, dataset: DatasetFingerprint | None = None,
-                  metrics: list[dict[str, Any]] | None = None) -> Closure:
-    """A closure of the current state; checked the same way a loaded one is, so it always loads back."""
+                  metrics: list[dict[str, Any]] | None = None,
+                  lr_multipliers: list[float] | None = None) -> Closure:
+    """A closure of the current state; checked the same way a loaded one is, so it always loads back.
+    `lr_multipliers`: the per-layer learning-rate multipliers the optimizer trained with."""
     record = None
     if optimizer is not None:
-        record = OptimizerRecord(optimizer.name, dict(optimizer.hyper), optimizer.state_dict())
+        record = OptimizerRecord(optimizer.name, dict(optimizer.hyper), optimizer.state_dict(), lr_multipliers)
     closure = Closure(
         layers=net.layer_defs, params=np.array(params, dtype=np.float32), classes=[str(c) for c in classes],
         input_shape=net.input_shape, normalization=normalization, optimizer=record,
@@ -242,7 +251,18 @@ def _optimizer(value: Any, net: Net) -> OptimizerRecord | None:
         raise ClosureError("optimizer.state", f"{name} state has exactly {list(opt.state_names)}, got {sorted(raw_state)}")
     state = {key: decode_floats(raw_state[key], f"optimizer.state.{key}", int(np.prod(opt.state[key].shape)))
              for key in opt.state_names}
-    return OptimizerRecord(name, dict(opt.hyper), state)
+    return OptimizerRecord(name, dict(opt.hyper), state, _lr_multipliers(value.get("lr_multipliers"), net))
+
+
+def _lr_multipliers(value: Any, net: Net) -> list[float] | None:
+    """Absent or null: 1 for every layer (closures written before per-layer rates)."""
+    if value is None:
+        return None
+    count = len(net.layer_defs)
+    if not isinstance(value, list) or len(value) != count or not all(is_number(v) and v >= 0 for v in value):
+        raise ClosureError("optimizer.lr_multipliers", f"must be a list of {count} numbers >= 0, one per layer "
+                                                       f"of model.layers, or null, got {value!r}")
+    return [float(v) for v in value]
 
 
 def _training(value: Any, optimizer: OptimizerRecord | None) -> TrainingRecord:

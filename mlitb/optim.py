@@ -5,6 +5,9 @@ them up, so every step starts from the count-weighted average `g =
 grad_sum / count` (MLitB's rule) and then adds ConvNetJS-style decay per
 element: `g += l2_decay * l2_mul * w + l1_decay * l1_mul * sign(w)`, where
 the multipliers come from the layout (biases have 0, so they never decay).
+A per-element learning-rate multiplier (one value per layer, set with
+`set_lr_multipliers`; 0 freezes a layer) scales `lr` in every rule below;
+without one, `lr` is used as is (and a multiplier of 1 changes no bit).
 The update rules, exactly:
 
 * adagrad:  `gsum += g*g;  w -= lr * g / (sqrt(gsum) + eps)`
@@ -45,6 +48,22 @@ class Optimizer:
         self.set_hyper(hyper)
         self.state: dict[str, np.ndarray] = {key: np.zeros(self._state_shape(key), np.float32)
                                              for key in self.state_names}
+        self.lr_mul: np.ndarray | None = None
+
+    def set_lr_multipliers(self, mul: np.ndarray | None) -> None:
+        """Per-element learning-rate multipliers (>= 0; 0 freezes), or None for 1 everywhere."""
+        if mul is not None:
+            mul = np.asarray(mul, dtype=np.float32)
+            if mul.shape != (self.size,) or not np.isfinite(mul).all() or (mul < 0).any():
+                raise ValueError(f"learning-rate multipliers must be {self.size} finite numbers >= 0")
+            if (mul == 1).all():
+                mul = None
+        self.lr_mul = mul
+
+    def _rate(self) -> np.float32 | np.ndarray:
+        """The learning rate, per element when multipliers are set."""
+        lr = np.float32(self.hyper["learning_rate"])
+        return lr if self.lr_mul is None else lr * self.lr_mul
 
     def _state_shape(self, key: str) -> tuple[int, ...]:
         return (self.size,)
@@ -112,7 +131,7 @@ class AdaGrad(Optimizer):
     def _move(self, params: np.ndarray, g: np.ndarray) -> None:
         gsum = self.state["gsum"]
         gsum += g * g
-        params -= np.float32(self.hyper["learning_rate"]) * g / (np.sqrt(gsum) + np.float32(self.hyper["eps"]))
+        params -= self._rate() * g / (np.sqrt(gsum) + np.float32(self.hyper["eps"]))
 
 
 class SGD(Optimizer):
@@ -124,7 +143,7 @@ class SGD(Optimizer):
         v = self.state["velocity"]
         v *= np.float32(self.hyper["momentum"])
         v += g
-        params -= np.float32(self.hyper["learning_rate"]) * v
+        params -= self._rate() * v
 
 
 class Adam(Optimizer):
@@ -146,7 +165,7 @@ class Adam(Optimizer):
         v += np.float32(1 - h["beta2"]) * g * g
         m_hat = m / np.float32(1 - h["beta1"] ** t)
         v_hat = v / np.float32(1 - h["beta2"] ** t)
-        params -= np.float32(h["learning_rate"]) * m_hat / (np.sqrt(v_hat) + np.float32(h["eps"]))
+        params -= self._rate() * m_hat / (np.sqrt(v_hat) + np.float32(h["eps"]))
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (AdaGrad, SGD, Adam)}

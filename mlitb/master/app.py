@@ -25,12 +25,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from mlitb import __version__
-from mlitb.closure import ClosureError, load_closure
+from mlitb.closure import Closure, ClosureError, load_closure
 from mlitb.data.catalog import get_manifest
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, prometheus
 from mlitb.http_api import ERROR_HANDLERS, require_admin
-from mlitb.master.closure_io import project_closure, project_from_closure
+from mlitb.master.closure_io import project_by_transfer, project_closure, project_from_closure
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
 from mlitb.master.definition import ValidationError, check_layers, parse_create, parse_patch
@@ -97,12 +97,35 @@ async def create_project(request: Request) -> Response:
     body = await json_body(request)
     dataset = body.get("dataset") if isinstance(body, dict) else None
     manifest = await get_manifest(registry.store, dataset) if isinstance(dataset, str) and dataset else None
+    if isinstance(body, dict) and "from" in body:  # transfer learning: layers and parameters from a closure
+        closure = await source_closure(registry, body["from"])
+        definition, checkpoint = project_by_transfer(body, closure, manifest, iteration_range(settings),
+                                                     settings.eval_every)
+        rt = await registry.create(definition, checkpoint)
+        return JSONResponse(project_json(rt, detail=True), status_code=201)
     definition, _net = parse_create(
         body, dataset_shape=tuple(manifest.shape) if manifest else None,
         num_classes=len(manifest.classes) if manifest else None,
         default_eval_every=settings.eval_every, iteration_range=iteration_range(settings))
     rt = await registry.create(definition)
     return JSONResponse(project_json(rt, detail=True), status_code=201)
+
+
+async def source_closure(registry: Registry, source: Any) -> Closure:
+    """The closure a transfer starts from: given inline (JSON object), or a hosted project's, by id."""
+    if isinstance(source, str):
+        rt = registry.projects.get(source)
+        if rt is None:
+            raise ValidationError("from", f"no project {source!r} on this master to take the closure of "
+                                          "(GET /api/projects lists them); or give the closure itself")
+        text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, rt.snapshot())
+        return await asyncio.to_thread(load_closure, text)
+    if not isinstance(source, dict):
+        raise ValidationError("from", "must be a research closure (a JSON object) or the id of a project")
+    try:
+        return await asyncio.to_thread(load_closure, source)
+    except ClosureError as exc:
+        raise ValidationError(f"from.{exc.path}", exc.message, text=f"closure in 'from': {exc}") from exc
 
 
 async def create_from_closure(request: Request) -> Response:
@@ -260,6 +283,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
     result: dict[str, Any] = {
         "id": d.id, "name": d.name, "status": d.status, "iteration": rt.iteration, "steps": rt.steps, "dataset": d.dataset,
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
+        "lr_multipliers": d.lr_multipliers or [1.0] * len(d.layers),
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
         "error": rt.error.to_json() if rt.error else None,

@@ -7,12 +7,16 @@ nobody else touches.
 
 from __future__ import annotations
 
+from typing import Any
+
 from mlitb.closure import Closure, DatasetFingerprint, Normalization, TrainingRecord, build_closure
 from mlitb.data.manifest import Manifest
 from mlitb.master.checkpoint import Checkpoint
-from mlitb.master.definition import ProjectDef, ValidationError, new_project_id, parse_optimizer
+from mlitb.master.definition import ProjectDef, ValidationError, new_project_id, parse_create, parse_optimizer
 from mlitb.model import Net
 from mlitb.optim import optimizer_from_spec
+from mlitb.transfer import transfer
+from mlitb.validate import FieldError, require_int, require_object
 
 
 def fingerprint(manifest: Manifest) -> list[str]:
@@ -43,7 +47,7 @@ def project_closure(definition: ProjectDef, net: Net, manifest: Manifest, snapsh
         training=TrainingRecord(iteration=snapshot.iteration, steps=snapshot.steps or 0, settings={
             "iteration_ms": definition.iteration_ms, "eval_every": definition.eval_every, "seed": definition.seed}),
         dataset=DatasetFingerprint(manifest.id, manifest.name, fingerprint(manifest)),
-        metrics=snapshot.metrics,
+        metrics=snapshot.metrics, lr_multipliers=definition.lr_multipliers,
     )
     return closure.dumps()
 
@@ -79,8 +83,34 @@ def project_from_closure(closure: Closure, manifest: Manifest | None, iteration_
         eval_every=eval_every if isinstance(eval_every, int) and eval_every >= 1 else default_eval_every,
         seed=seed if isinstance(seed, int) and 0 <= seed < 2**32 else 0,
         status="paused",
+        lr_multipliers=closure.optimizer.lr_multipliers,
     )
     checkpoint = Checkpoint(iteration=closure.training.iteration, params=closure.params.copy(),
                             optimizer_state=closure.optimizer.state, metrics=closure.metrics,
                             steps=closure.training.steps)
     return definition, checkpoint
+
+
+def project_by_transfer(body: Any, closure: Closure, manifest: Manifest | None, iteration_range: tuple[int, int],
+                        default_eval_every: int) -> tuple[ProjectDef, Checkpoint]:
+    """A new project (iteration 0, fresh optimizer) on `manifest` whose layers and parameters come from
+    `closure`: the body of `POST /api/projects` with `from` and optionally `head: "replace"`."""
+    body = require_object(body, "body")
+    if "layers" in body:
+        raise ValidationError("layers", "come from the closure named in 'from'; leave them out (head: \"replace\" "
+                                        "gives the last layer the dataset's classes)")
+    if manifest is None:
+        raise ValidationError("dataset", f"no dataset {body.get('dataset')!r}; upload it to the data server first "
+                                         "(GET /datasets lists them)")
+    seed = require_int(body.get("seed", 0), "seed", 0, 2**32 - 1)
+    try:
+        layers, params = transfer(closure, tuple(manifest.shape), len(manifest.classes), body.get("head"), seed)
+    except FieldError as exc:
+        raise ValidationError(exc.field, exc.message) from None
+    fields = {key: value for key, value in body.items() if key not in ("from", "head")}
+    fields.setdefault("normalization", {"scale": closure.normalization.scale, "offset": closure.normalization.offset})
+    definition, net = parse_create({**fields, "layers": layers}, dataset_shape=tuple(manifest.shape),
+                                   num_classes=len(manifest.classes), default_eval_every=default_eval_every,
+                                   iteration_range=iteration_range)
+    fresh = optimizer_from_spec(definition.optimizer, net.layout)
+    return definition, Checkpoint(iteration=0, params=params, optimizer_state=fresh.state_dict(), steps=0)

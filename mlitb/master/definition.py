@@ -30,6 +30,7 @@ _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
     "eps": (0.0, 1.0, False),
 }
 MAX_NAME = 200
+MAX_LR_MULTIPLIER = 100.0
 MAX_NORMALIZATION = 1000.0
 
 
@@ -62,6 +63,8 @@ class ProjectDef:
     seed: int
     status: str = "paused"
     created: float = field(default_factory=time.time)
+    # One learning-rate multiplier per entry of `layers` (0 freezes that layer); None: 1 everywhere.
+    lr_multipliers: list[float] | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -119,14 +122,16 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         eval_every=require_int(body.get("eval_every", default_eval_every), "eval_every", 1, 1_000_000),
         seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
+        lr_multipliers=parse_lr_multipliers(body.get("lr_multipliers"), body["layers"]),
     )
     return definition, net
 
 
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
-    """The definition after a PATCH; only the name, T and optimizer hyper-parameters may change."""
+    """The definition after a PATCH; only the name, T, optimizer hyper-parameters and per-layer learning-rate
+    multipliers may change."""
     body = require_object(body, "body")
-    allowed = {"name", "iteration_ms", "optimizer"}
+    allowed = {"name", "iteration_ms", "optimizer", "lr_multipliers"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
@@ -141,7 +146,24 @@ def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]
             raise ValidationError("optimizer.name", "cannot change on an existing project (its state belongs to "
                                                     f"{current.optimizer['name']}); create a new project instead")
         changes["optimizer"] = optimizer
+    if "lr_multipliers" in body:
+        changes["lr_multipliers"] = parse_lr_multipliers(body["lr_multipliers"], current.layers)
     return replace(current, **changes)
+
+
+def parse_lr_multipliers(raw: Any, layers: list[dict[str, Any]]) -> list[float] | None:
+    """One number in [0, 100] per layer definition (0 freezes the layer; layers without parameters
+    ignore theirs), or None for 1 everywhere."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != len(layers):
+        raise ValidationError("lr_multipliers", f"must be a list of {len(layers)} numbers, one per layer "
+                                                f"(1 keeps the learning rate, 0 freezes the layer), got {raw!r}")
+    for i, value in enumerate(raw):
+        if not is_number(value) or not 0 <= value <= MAX_LR_MULTIPLIER:
+            raise ValidationError(f"lr_multipliers[{i}]", f"must be a number from 0 (frozen) to "
+                                                          f"{MAX_LR_MULTIPLIER:g}, got {value!r}", layer=i)
+    return [float(v) for v in raw]
 
 
 def parse_optimizer(raw: Any, base: dict[str, Any] | None) -> dict[str, Any]:

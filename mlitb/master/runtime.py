@@ -24,6 +24,7 @@ from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
 from mlitb.master.settings import Settings
 from mlitb.model import Net
+from mlitb.model.layout import lr_multipliers
 from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec
 from mlitb.protocol import (ClientInfo, Hello, ProtocolError, Result, assign_frame, idle_frame, params_frame,
                             welcome_frame)
@@ -130,6 +131,11 @@ class Counters:
     examples_per_s: float = 0.0
 
 
+def element_lr(net: Net, per_layer: list[float] | None) -> np.ndarray | None:
+    """The optimizer's per-element learning-rate multipliers for a definition's per-layer ones."""
+    return None if per_layer is None else lr_multipliers(net.layers, net.layout, per_layer)
+
+
 def legacy_steps(checkpoint: Checkpoint) -> int:
     """Steps of a checkpoint written before they were counted: Adam's `t` knows; otherwise the iteration."""
     t = checkpoint.optimizer_state.get("t")
@@ -172,6 +178,7 @@ class ProjectRuntime:
         """A project from its definition, fresh (parameters from its seed) or resumed from a checkpoint."""
         net = Net(definition.layers)
         optimizer = optimizer_from_spec(definition.optimizer, net.layout)
+        optimizer.set_lr_multipliers(element_lr(net, definition.lr_multipliers))
         if checkpoint is None:
             params, iteration, metrics, steps = net.init_params(definition.seed), 0, [], 0
         else:
@@ -225,6 +232,8 @@ class ProjectRuntime:
         """A changed definition (status, name, T, hyper-parameters); the loop reads it at the next boundary."""
         if definition.optimizer != self.definition.optimizer:
             self.optimizer.set_hyper(hyper_of(definition.optimizer))
+        if definition.lr_multipliers != self.definition.lr_multipliers:
+            self.optimizer.set_lr_multipliers(element_lr(self.net, definition.lr_multipliers))
         self.definition = definition
 
     def attach_task(self, task: asyncio.Task) -> None:

@@ -9,6 +9,7 @@ order) then its biases. Exporting to ConvNetJS is therefore a copy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,3 +87,15 @@ def decay_multipliers(layout: list[ParamBlock], count: int) -> tuple[np.ndarray,
         l1[block.offset:block.offset + block.size] = block.l1_decay_mul
         l2[block.offset:block.offset + block.size] = block.l2_decay_mul
     return l1, l2
+
+
+def lr_multipliers(layers: list[Layer], layout: list[ParamBlock], per_definition: Sequence[float]) -> np.ndarray:
+    """Per-element learning-rate multipliers over the flat vector from one per layer *definition*.
+
+    A researcher sets them on the layers they wrote (index = position in `layers` of the definition);
+    a definition that expands to several layers (a softmax's fc) gives its multiplier to all of them.
+    """
+    mul = np.ones(param_count(layout), dtype=np.float32)
+    for block in layout:
+        mul[block.offset:block.offset + block.size] = per_definition[layers[block.layer].index]
+    return mul
