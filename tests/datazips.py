@@ -79,3 +79,16 @@ def png_with_dimensions(width: int, height: int) -> bytes:
 def sorted_examples(pixels: np.ndarray, labels: list[str]) -> list[tuple[str, bytes]]:
     """Examples as a sorted list, to compare datasets regardless of shuffling."""
     return sorted((label, pixels[i].tobytes()) for i, label in enumerate(labels))
+
+
+def mnist_digits_zip(split: str, digits: tuple[str, ...]) -> bytes:
+    """The shipped MNIST `split` ("train" or "test") with only the images of `digits`, as an upload zip."""
+    from mlitb.data.catalog import SHIPPED_DIR
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(SHIPPED_DIR / f"mnist-{split}.zip") as source, zipfile.ZipFile(out, "w") as target:
+        for name in source.namelist():
+            parts = name.split("/")
+            if len(parts) == 3 and parts[1] in digits and parts[2]:
+                target.writestr(name, source.read(name))
+    return out.getvalue()
