@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("convnetjs",), default="convnetjs")
     export.add_argument("-o", "--output", help="output file (default: standard output)")
     export.set_defaults(run="mlitb.export:run")
+
+    # Issue 15: the work is mlitb.verify.run; this registration is all the CLI holds of it.
+    verify = commands.add_parser("verify", help="check that a closure's test figures reproduce from its data")
+    verify.add_argument("closure", help="closure JSON file")
+    verify.add_argument("--data-url", default=os.environ.get("MLITB_DATA_URL", "http://127.0.0.1:8001"),
+                        metavar="URL", help="data server holding the closure's dataset (default: $MLITB_DATA_URL "
+                                            "or http://127.0.0.1:8001)")
+    verify.set_defaults(run="mlitb.verify:run")
     return parser
 
 

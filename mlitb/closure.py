@@ -72,11 +72,13 @@ class TrainingRecord:
 
 @dataclass
 class DatasetFingerprint:
-    """Which data trained the model: dataset id and name, and the content hashes of its shards."""
+    """Which data trained the model: dataset id and name, the content hashes of its shards, and which of
+    them are the test split (in order: the master evaluates on the first examples of these)."""
 
     id: str = ""
     name: str = ""
     shards: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -127,7 +129,8 @@ class Closure:
             },
             "training": {"algorithm": self.training.algorithm, "iteration": self.training.iteration,
                          "steps": self.training.steps, "settings": self.training.settings},
-            "dataset": {"id": self.dataset.id, "name": self.dataset.name, "shards": list(self.dataset.shards)},
+            "dataset": {"id": self.dataset.id, "name": self.dataset.name, "shards": list(self.dataset.shards),
+                        "test": list(self.dataset.test)},
             "metrics": self.metrics,
         }
 
@@ -284,8 +287,12 @@ def _dataset(value: Any) -> DatasetFingerprint:
     shards = value.get("shards")
     if not isinstance(shards, list) or not all(isinstance(s, str) and s for s in shards):
         raise ClosureError("dataset.shards", f"must be a list of shard hashes (strings), got {shards!r}")
+    test = value.get("test", [])  # absent in closures written before it was recorded
+    if not isinstance(test, list) or not all(isinstance(s, str) for s in test) or not set(test) <= set(shards):
+        raise ClosureError("dataset.test", f"must be a list of the test split's shard hashes, each one of "
+                                           f"dataset.shards, got {test!r}")
     return DatasetFingerprint(require_text(value.get("id"), "dataset.id", empty=True),
-                              require_text(value.get("name"), "dataset.name", empty=True), shards)
+                              require_text(value.get("name"), "dataset.name", empty=True), shards, test)
 
 
 def _metrics(value: Any) -> list[dict[str, Any]]:

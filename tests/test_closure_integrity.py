@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from mlitb.closure import load_closure
+from mlitb.verify import verify_with_server
 from tests.master_support import ADMIN, trainer
 
 
@@ -22,6 +24,7 @@ async def test_an_iteration_without_results_takes_no_step_and_adams_t_equals_ste
     stepped = [m for m in closure.metrics if m["train_loss"] is not None]
     assert len(stepped) == 3 and len(closure.metrics) == closure.training.iteration >= 6
     assert closure.training.steps == 3 == int(closure.optimizer.state["t"][0])
+    assert (await asyncio.to_thread(verify_with_server, closure, system.data_url)).ok
     shown = (await system.api.get(f"/api/projects/{pid}")).json()
     assert shown["steps"] == 3 and shown["iteration"] == closure.training.iteration
 

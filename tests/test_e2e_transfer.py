@@ -8,6 +8,7 @@ import numpy as np
 
 from mlitb.closure import load_closure
 from mlitb.model import Net
+from mlitb.verify import verify_with_server
 from tests.datazips import image_zip, mnist_digits_zip
 from tests.e2e_system import ProcessSystem
 from tests.helpers import ADMIN, poll_until
@@ -72,6 +73,9 @@ def test_transfer_with_a_new_head_and_a_frozen_layer(process_system: ProcessSyst
     for block in hidden:
         assert np.array_equal(after.params[block.offset:block.offset + block.size],
                               trained.params[block.offset:block.offset + block.size]), "a frozen layer moved"
+    for closure in (trained, start, after):  # every closure of this test reproduces its test figures
+        report = verify_with_server(closure, f"http://127.0.0.1:{system.data_port}")
+        assert report.ok, report.text()
     weights = head[0]
     assert not np.array_equal(after.params[weights.offset:weights.offset + weights.size],
                               start.params[weights.offset:weights.offset + weights.size])

@@ -85,16 +85,33 @@ def encode_shard(pixels: np.ndarray, labels: np.ndarray, num_classes: int) -> En
     pixel_bytes = np.ascontiguousarray(pixels).tobytes()
     label_bytes = labels.astype("<u2" if dtype == "uint16" else np.uint8).tobytes()
     entries = (("header.json", header), ("pixels.u8", pixel_bytes), (_LABEL_FILES[dtype], label_bytes))
-    digest = hashlib.sha256()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
         for name, data in entries:
-            digest.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             archive.writestr(info, data)
-    return EncodedShard(id=digest.hexdigest()[:32], blob=out.getvalue(), count=count)
+    return EncodedShard(id=_content_hash(entries), blob=out.getvalue(), count=count)
+
+
+def _content_hash(entries: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]) -> str:
+    digest = hashlib.sha256()
+    for name, data in entries:
+        digest.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()[:32]
+
+
+def content_id(blob: bytes) -> str:
+    """The id a shard zip's content hashes to (what `encode_shard` named it), to check a download against
+    the id it was asked for; ShardError if it is not a shard."""
+    decode_shard(blob)  # well-formed first: the hash alone would accept any zip with these entry names
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            names = [info.filename for info in archive.infolist()]
+            return _content_hash([(name, archive.read(name)) for name in names])
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ShardError(f"not a shard zip: {exc}") from exc
 
 
 def decode_shard(blob: bytes) -> Shard:

@@ -30,6 +30,7 @@ from mlitb.data.catalog import get_manifest
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, prometheus
 from mlitb.http_api import ERROR_HANDLERS, require_admin
+from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.closure_io import project_by_transfer, project_closure, project_from_closure
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
@@ -41,6 +42,7 @@ from mlitb.master.closure_page import render_closure_page
 from mlitb.store import Store
 from mlitb.tasks import log_crash
 from mlitb.validate import FieldError
+from mlitb.verify import verify_with_server
 
 log = logging.getLogger("mlitb.master")
 
@@ -111,6 +113,15 @@ async def create_project(request: Request) -> Response:
     return JSONResponse(project_json(rt, detail=True), status_code=201)
 
 
+async def closure_text(registry: Registry, rt: ProjectRuntime) -> tuple[Checkpoint, str]:
+    """A project's closure now, with test figures of the very parameters it holds (evaluated if needed)."""
+    snapshot = rt.snapshot()
+    await registry.evaluate_snapshot(rt, snapshot)
+    text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, snapshot,
+                                   registry.settings.eval_max_examples)
+    return snapshot, text
+
+
 async def source_closure(registry: Registry, source: Any) -> Closure:
     """The closure a transfer starts from: given inline (JSON object), or a hosted project's, by id."""
     if isinstance(source, str):
@@ -118,7 +129,7 @@ async def source_closure(registry: Registry, source: Any) -> Closure:
         if rt is None:
             raise ValidationError("from", f"no project {source!r} on this master to take the closure of "
                                           "(GET /api/projects lists them); or give the closure itself")
-        text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, rt.snapshot())
+        _snapshot, text = await closure_text(registry, rt)
         return await asyncio.to_thread(load_closure, text)
     if not isinstance(source, dict):
         raise ValidationError("from", "must be a research closure (a JSON object) or the id of a project")
@@ -186,16 +197,26 @@ async def project_metrics(request: Request) -> Response:
 
 async def download_closure(request: Request) -> Response:
     rt = project_of(request)
-    snapshot = rt.snapshot()
-    text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, snapshot)
+    snapshot, text = await closure_text(registry_of(request), rt)
     filename = f"{rt.id}-iteration-{snapshot.iteration}.closure.json"
     return Response(text, media_type="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
+async def verify_project_closure(request: Request) -> Response:
+    """`mlitb verify` on the project's closure now, against the master's data server (admin: it fetches the
+    whole dataset and runs a test evaluation)."""
+    admin(request)
+    rt = project_of(request)
+    snapshot, text = await closure_text(registry_of(request), rt)
+    closure = await asyncio.to_thread(load_closure, text)
+    report = await asyncio.to_thread(verify_with_server, closure, settings_of(request).data_url)
+    return JSONResponse({**report.to_json(), "iteration": snapshot.iteration, "text": report.text()})
+
+
 async def closure_page(request: Request) -> Response:
     rt = project_of(request)
-    text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, rt.snapshot())
+    _snapshot, text = await closure_text(registry_of(request), rt)
     page = await asyncio.to_thread(render_closure_page, text, settings_of(request).static_dir)
     return HTMLResponse(page)
 
@@ -230,6 +251,7 @@ ROUTES = [
     Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
     Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
     Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
+    Route("/api/projects/{id}/verify", verify_project_closure, methods=["POST"]),
     WebSocketRoute("/ws", websocket),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),

@@ -37,16 +37,20 @@ def check_fingerprint(closure: Closure, manifest: Manifest) -> None:
         "on this dataset anyway"))
 
 
-def project_closure(definition: ProjectDef, net: Net, manifest: Manifest, snapshot: Checkpoint) -> str:
-    """The closure JSON text of a project at `snapshot` (blocking: call in a thread)."""
+def project_closure(definition: ProjectDef, net: Net, manifest: Manifest, snapshot: Checkpoint,
+                    eval_max_examples: int) -> str:
+    """The closure JSON text of a project at `snapshot` (blocking: call in a thread). `eval_max_examples`
+    (the master's) says how many test examples its test figures cover, for `mlitb verify`."""
     optimizer = optimizer_from_spec(definition.optimizer, net.layout)
     optimizer.load_state_dict(snapshot.optimizer_state)
     closure = build_closure(
         net, snapshot.params, list(manifest.classes), name=definition.name, optimizer=optimizer,
         normalization=Normalization(**definition.normalization),
         training=TrainingRecord(iteration=snapshot.iteration, steps=snapshot.steps or 0, settings={
-            "iteration_ms": definition.iteration_ms, "eval_every": definition.eval_every, "seed": definition.seed}),
-        dataset=DatasetFingerprint(manifest.id, manifest.name, fingerprint(manifest)),
+            "iteration_ms": definition.iteration_ms, "eval_every": definition.eval_every, "seed": definition.seed,
+            "eval_max_examples": eval_max_examples}),
+        dataset=DatasetFingerprint(manifest.id, manifest.name, fingerprint(manifest),
+                                   [ref.id for ref in manifest.test.shards]),
         metrics=snapshot.metrics, lr_multipliers=definition.lr_multipliers,
     )
     return closure.dumps()

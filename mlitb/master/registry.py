@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,13 +226,8 @@ class Registry:
     async def _evaluate(self, rt: ProjectRuntime, side: _SideTasks, iteration: int, params: np.ndarray) -> None:
         """Test loss and accuracy of the params after `iteration`, written into that iteration's record."""
 
-        async def source() -> evaluation.TestSource:
-            blobs = await evaluation.fetch_test_blobs(self.store, rt.manifest, self.settings.eval_max_examples)
-            return evaluation.TestSource(rt.definition.layers, blobs, rt.definition.normalization,
-                                         tuple(rt.manifest.shape), self.settings.eval_max_examples)
-
         try:
-            result = await self.evaluator.evaluate(rt.id, params, source)
+            result = await self.evaluator.evaluate(rt.id, params, self._test_source(rt))
         except Exception as exc:  # training goes on without test figures; the researcher is told why
             first = rt.error is None
             if not rt.record_evaluation_failure(iteration, exc):  # a graver error stays the one shown
@@ -242,6 +238,29 @@ class Registry:
         finally:
             side.evaluating = None
         rt.record_evaluation(iteration, result.loss, result.accuracy)
+
+    def _test_source(self, rt: ProjectRuntime) -> Callable[[], Awaitable[evaluation.TestSource]]:
+        async def source() -> evaluation.TestSource:
+            blobs = await evaluation.fetch_test_blobs(self.store, rt.manifest, self.settings.eval_max_examples)
+            return evaluation.TestSource(rt.definition.layers, blobs, rt.definition.normalization,
+                                         tuple(rt.manifest.shape), self.settings.eval_max_examples)
+
+        return source
+
+    async def evaluate_snapshot(self, rt: ProjectRuntime, snapshot: Checkpoint) -> None:
+        """Test figures for a closure's own parameters (those after iteration `snapshot.iteration - 1`),
+        written into that iteration's record when it has none yet: so the closure's last recorded
+        test figures are of the parameters it holds, and `mlitb verify` can reproduce them."""
+        last = snapshot.iteration - 1
+        record = next((m for m in reversed(snapshot.metrics) if m["iteration"] == last), None)
+        if record is None or record.get("test_accuracy") is not None:
+            return
+        try:
+            result = await self.evaluator.evaluate(rt.id, snapshot.params, self._test_source(rt))
+        except Exception as exc:  # the closure is still worth having without them
+            log.error("project %s: evaluating the closure's parameters failed: %s", rt.id, exc)
+            return
+        rt.record_evaluation(last, result.loss, result.accuracy)
 
     def _save(self, rt: ProjectRuntime) -> None:
         """Queue a checkpoint: a snapshot now (consistent), encoded and written off the loop, newest wins."""
