@@ -1,6 +1,7 @@
 import { addExamples, api, ApiError } from "../api.js";
 import { Boss } from "../boss.js";
 import { LineChart } from "../chart.js";
+import { mountResearchPanel } from "../research-panel.js";
 import { element, formatCount, formatMs, formatPercent, formatRate, showMessage, datasetName } from "../format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,7 @@ let targetT = [];
 let formFilled = false;
 let pollTimer = 0;
 let polling = null;
+const research = projectId ? mountResearchPanel($("research"), projectId) : null;
 
 const charts = {
   loss: new LineChart($("chart-loss"), { title: "Loss", yLabel: "cross-entropy", series: [{ name: "training loss" }, { name: "test loss", dashed: true }] }),
@@ -92,6 +94,7 @@ function render() {
   $("f-rate").textContent = formatRate(latest.examples_per_s ?? 0);
   $("f-workers").textContent = formatCount((project.workers || []).filter((w) => w.role !== "tracker").length);
   fillForm();
+  research?.update(project);
   drawCharts();
   drawWorkers();
 }
