@@ -131,3 +131,28 @@ async def test_append_to_unknown_dataset_is_404(server, store):
     response = await append(server, "nope", image=GREY, label="cat")
     assert response.status_code == 404 and "no dataset 'nope'" in response.json()["error"]
     assert await store.keys() == []
+
+
+async def test_a_new_label_becomes_a_new_class_at_the_end_when_asked(server, store, pets):
+    refused = await append(server, pets["id"], image=GREY, label="fox")
+    assert refused.status_code == 400 and "?new_classes=1" in refused.json()["error"]
+    response = await append(server, pets["id"], image=GREY, label="fox", new_classes="1")
+    assert response.status_code == 200, response.text
+    grown = response.json()
+    assert grown["classes"] == ["cat", "dog", "eel", "fox"] and grown["revision"] == 1
+    assert grown["splits"]["train"]["counts"] == {"cat": 5, "dog": 5, "eel": 5, "fox": 1}
+    assert grown["splits"]["test"]["counts"] == {"cat": 0, "dog": 0, "eel": 0, "fox": 0}
+    old = pets["splits"]["train"]["shards"]
+    assert grown["splits"]["train"]["shards"][: len(old)] == old, "existing shards untouched"
+    added = {**grown, "splits": {"train": {"shards": grown["splits"]["train"]["shards"][len(old):]}}}
+    _pixels, labels = await download_split(server, added, "train")
+    assert labels == ["fox"]
+    more = image_zip(classes=("cat", "gnu"), per_class=1, seed=4, root="more")[0]
+    response = await append(server, pets["id"], zipped=more, new_classes="1")
+    assert response.json()["classes"] == ["cat", "dog", "eel", "fox", "gnu"]
+    before = await trace(store)
+    too_many = await append(server, pets["id"], image=GREY, label="hen", new_classes="1")
+    assert too_many.status_code == 400 and "would give" in too_many.json()["error"]
+    assert "this server allows 5" in too_many.json()["error"] and await trace(store) == before
+    bad = await append(server, pets["id"], image=GREY, label="ibis", new_classes="yes")
+    assert bad.status_code == 400 and "new_classes must be 1" in bad.json()["error"]

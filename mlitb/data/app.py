@@ -116,10 +116,14 @@ async def append_examples(request: Request) -> Response:
     limits = state.limits
     dataset_id = request.path_params["dataset"]
     _check_upload_headers(request, limits, "with a zip in a file field named 'zip', or an image in 'image' and ?label=")
-    unknown = sorted(set(request.query_params) - {"label"})
+    unknown = sorted(set(request.query_params) - {"label", "new_classes"})
     if unknown:
-        raise DataError(f"unknown parameter {', '.join(unknown)}: the only one is label (with an image)")
+        raise DataError(f"unknown parameter {', '.join(unknown)}: the only ones are label (with an image) and "
+                        "new_classes=1 (labels the dataset lacks become new classes)")
     label = request.query_params.get("label")
+    new_classes = request.query_params.get("new_classes", "0")
+    if new_classes not in ("0", "1"):
+        raise DataError(f"new_classes must be 1 (add labels the dataset lacks as classes) or 0, got {new_classes!r}")
     form = await _read_form(request, limits, 1, "a zip in file field 'zip', or an image in file field 'image' with ?label=CLASS")
     try:
         archive, image = form.get("zip"), form.get("image")
@@ -129,13 +133,13 @@ async def append_examples(request: Request) -> Response:
             if label is not None:
                 raise DataError("label goes with an image; a zip's class folders name its labels")
             upload = ZipInput(archive.file, archive.filename or "examples.zip")
-            grow = partial(append_zip, upload=upload, limits=limits)
+            grow = partial(append_zip, upload=upload, limits=limits, new_classes=new_classes == "1")
         else:
             assert isinstance(image, UploadFile)
             if not label:
                 raise DataError("an image needs its class: add ?label=CLASS to the URL")
             picture = LabelledImage(await image.read(), image.filename or "image", label)
-            grow = partial(append_image, image=picture, limits=limits)
+            grow = partial(append_image, image=picture, limits=limits, new_classes=new_classes == "1")
         manifest = await catalog.append_and_save(state.store, dataset_id, grow, state.append_lock)
     finally:
         await form.close()

@@ -4,6 +4,12 @@ A dataset grows while projects train on it (DESIGN.md, the event loop's data
 step): new examples become new train shards, appended to the manifest under
 the same dataset id with the next `revision`. Existing shards are never
 touched, so every id a client caches stays valid.
+
+A label the dataset lacks is refused unless the caller asks for new classes
+(`new_classes`, the API's `?new_classes=1`): then it becomes a class at the end
+of `classes` (existing labels keep their indices, so existing shards stay
+right) with no test examples yet, and every running project on the dataset
+gains an output for it (mlitb/grow.py).
 """
 
 from __future__ import annotations
@@ -37,35 +43,50 @@ class LabelledImage:
     label: str
 
 
-def append_zip(manifest: Manifest, upload: ZipInput, limits: Limits) -> IngestedDataset:
+def append_zip(manifest: Manifest, upload: ZipInput, limits: Limits, new_classes: bool = False) -> IngestedDataset:
     """The zip's images (class folders, as at upload) appended to the train split."""
     with open_archive(upload) as archive:
         entries = image_entries(archive, upload, limits)
-        index = _class_index(manifest, {entry.label for entry in entries}, upload.filename)
+        manifest = _with_classes(manifest, [entry.label for entry in entries], upload.filename, limits, new_classes)
+        index = {name: i for i, name in enumerate(manifest.classes)}
         check_decoded_size(len(entries), manifest.shape, limits, upload.filename)
         examples = decode_entries(archive, entries, index, manifest.shape, limits, ProgressCounter(len(entries), None))
     return _extend(manifest, examples)
 
 
-def append_image(manifest: Manifest, image: LabelledImage, limits: Limits) -> IngestedDataset:
+def append_image(manifest: Manifest, image: LabelledImage, limits: Limits, new_classes: bool = False) -> IngestedDataset:
     """One image appended to the train split, as a shard of one example."""
-    index = _class_index(manifest, {image.label}, image.filename)
+    manifest = _with_classes(manifest, [image.label], image.filename, limits, new_classes)
+    index = {name: i for i, name in enumerate(manifest.classes)}
     height, width, channels = manifest.shape
     opened = open_image(image.data, image.filename, limits.max_image_pixels)
     pixels = to_array(opened, image.filename, width, height, channels)[np.newaxis]
     return _extend(manifest, Examples(pixels, np.array([index[image.label]], dtype=np.int64)))
 
 
-def _class_index(manifest: Manifest, labels: set[str], filename: str) -> dict[str, int]:
-    """Class name -> label index; new examples must name classes the dataset already has."""
-    unknown = sorted(labels - set(manifest.classes))
-    if unknown:
+def _with_classes(manifest: Manifest, labels: list[str], filename: str, limits: Limits, new_classes: bool) -> Manifest:
+    """The manifest with the labels it lacks added as classes (in order of first appearance), if allowed."""
+    unknown = list(dict.fromkeys(label for label in labels if label not in manifest.classes))
+    if not unknown:
+        return manifest
+    if not new_classes:
         raise DataError(
-            f"dataset {manifest.id!r} has no class {', '.join(map(repr, unknown))}: "
-            f"use one of its classes: {', '.join(manifest.classes)}",
+            f"dataset {manifest.id!r} has no class {', '.join(map(repr, unknown))}: use one of its classes: "
+            f"{', '.join(manifest.classes)}; or add ?new_classes=1 to add it as a new class (every project "
+            "on this dataset then gains an output for it)",
             filename,
         )
-    return {name: i for i, name in enumerate(manifest.classes)}
+    for label in unknown:
+        if not label.strip() or len(label) > 100:
+            raise DataError(f"a class name must have 1..100 characters, got {label!r}", filename)
+    total = len(manifest.classes) + len(unknown)
+    if total > limits.max_classes:
+        raise DataError(f"adding {', '.join(map(repr, unknown))} would give {manifest.id!r} {total} classes; "
+                        f"this server allows {limits.max_classes}", filename)
+    pad = (0,) * len(unknown)
+    return replace(manifest, classes=manifest.classes + tuple(unknown),
+                   train=replace(manifest.train, class_counts=manifest.train.class_counts + pad),
+                   test=replace(manifest.test, class_counts=manifest.test.class_counts + pad))
 
 
 def _extend(manifest: Manifest, examples: Examples) -> IngestedDataset:
