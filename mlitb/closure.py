@@ -68,6 +68,9 @@ class TrainingRecord:
     iteration: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
+    # Per class (index as in `classes`): the iteration from which it was in the net; a class the dataset
+    # gained while training appeared later than 0. None: every class from the start.
+    class_since: list[int] | None = None
 
 
 @dataclass
@@ -128,7 +131,9 @@ class Closure:
                 "lr_multipliers": self.optimizer.lr_multipliers,
             },
             "training": {"algorithm": self.training.algorithm, "iteration": self.training.iteration,
-                         "steps": self.training.steps, "settings": self.training.settings},
+                         "steps": self.training.steps,
+                         "class_since": self.training.class_since,
+                         "settings": self.training.settings},
             "dataset": {"id": self.dataset.id, "name": self.dataset.name, "shards": list(self.dataset.shards),
                         "test": list(self.dataset.test)},
             "metrics": self.metrics,
@@ -232,7 +237,7 @@ def _load(obj_or_text: str | bytes | dict[str, Any]) -> Closure:
     return Closure(
         layers=model["layers"], params=params, classes=classes, input_shape=net.input_shape,
         normalization=normalization, optimizer=optimizer,
-        training=_training(obj.get("training"), optimizer), dataset=_dataset(obj.get("dataset")),
+        training=_training(obj.get("training"), optimizer, len(classes)), dataset=_dataset(obj.get("dataset")),
         metrics=_metrics(obj.get("metrics")), name=require_text(obj.get("name"), "name", empty=True),
         software_version=version)
 
@@ -268,7 +273,7 @@ def _lr_multipliers(value: Any, net: Net) -> list[float] | None:
     return [float(v) for v in value]
 
 
-def _training(value: Any, optimizer: OptimizerRecord | None) -> TrainingRecord:
+def _training(value: Any, optimizer: OptimizerRecord | None, num_classes: int) -> TrainingRecord:
     value = require_object(value, "training")
     iteration = value.get("iteration")
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
@@ -278,8 +283,13 @@ def _training(value: Any, optimizer: OptimizerRecord | None) -> TrainingRecord:
         steps = int(optimizer.state["t"][0]) if optimizer is not None and "t" in optimizer.state else iteration
     if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= iteration:
         raise ClosureError("training.steps", f"must be an integer from 0 to training.iteration ({iteration}), got {steps!r}")
+    since = value.get("class_since")
+    if since is not None and (not isinstance(since, list) or len(since) != num_classes or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= iteration for i in since)):
+        raise ClosureError("training.class_since", f"must be a list of {num_classes} iterations (one per class, "
+                                                   f"from 0 to training.iteration), got {since!r}")
     return TrainingRecord(require_text(value.get("algorithm"), "training.algorithm"), iteration,
-                          require_object(value.get("settings"), "training.settings"), steps)
+                          require_object(value.get("settings"), "training.settings"), steps, since)
 
 
 def _dataset(value: Any) -> DatasetFingerprint:

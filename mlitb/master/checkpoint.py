@@ -26,6 +26,8 @@ class Checkpoint:
     allocation: dict[str, list[str]] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     steps: int | None = None
+    # The iteration from which each class (by index) was in the net; None: all from the start (older checkpoints).
+    class_since: list[int] | None = None
 
     def encode(self) -> bytes:
         return msgpack.packb(
@@ -37,6 +39,7 @@ class Checkpoint:
                 "allocation": self.allocation,
                 "metrics": self.metrics,
                 "steps": self.steps,
+                "class_since": self.class_since,
             },
             use_bin_type=True,
         )
@@ -53,6 +56,7 @@ class Checkpoint:
             allocation=raw["allocation"],
             metrics=raw["metrics"],
             steps=raw.get("steps"),
+            class_since=raw.get("class_since"),
         )
 
 

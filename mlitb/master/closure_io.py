@@ -46,7 +46,8 @@ def project_closure(definition: ProjectDef, net: Net, manifest: Manifest, snapsh
     closure = build_closure(
         net, snapshot.params, list(manifest.classes), name=definition.name, optimizer=optimizer,
         normalization=Normalization(**definition.normalization),
-        training=TrainingRecord(iteration=snapshot.iteration, steps=snapshot.steps or 0, settings={
+        training=TrainingRecord(iteration=snapshot.iteration, steps=snapshot.steps or 0,
+                                class_since=snapshot.class_since, settings={
             "iteration_ms": definition.iteration_ms, "eval_every": definition.eval_every, "seed": definition.seed,
             "eval_max_examples": eval_max_examples}),
         dataset=DatasetFingerprint(manifest.id, manifest.name, fingerprint(manifest),
@@ -91,7 +92,7 @@ def project_from_closure(closure: Closure, manifest: Manifest | None, iteration_
     )
     checkpoint = Checkpoint(iteration=closure.training.iteration, params=closure.params.copy(),
                             optimizer_state=closure.optimizer.state, metrics=closure.metrics,
-                            steps=closure.training.steps)
+                            steps=closure.training.steps, class_since=closure.training.class_since)
     return definition, checkpoint
 
 

@@ -61,6 +61,8 @@ def boundary(rt: ProjectRuntime, now: float, after_reduce: AfterReduce) -> Windo
     if closed is not None:
         reduce_step(rt, closed, now)
         latency_step(rt, closed)
+    rt.grow()  # new classes: the net gains outputs between two iterations (its clients reconnect)
+    if closed is not None:
         after_reduce(rt)
     rt.open_window(broadcast_step(rt, now))
     return rt.window

@@ -38,6 +38,11 @@ from mlitb.tasks import log_crash
 log = logging.getLogger("mlitb.master")
 
 
+def eval_key(rt: ProjectRuntime) -> str:
+    """The evaluation process caches a project's net and test set under this: a grown net is another key."""
+    return f"{rt.id}/{rt.param_count}"
+
+
 def definition_key(project_id: str) -> str:
     return f"projects/{project_id}/definition"
 
@@ -52,6 +57,7 @@ class _SideTasks:
 
     evaluating: asyncio.Task | None = None
     all: set[asyncio.Task] = field(default_factory=set)
+    eval_keys: set[str] = field(default_factory=set)  # the evaluation process's cache keys of this project
 
 
 class Registry:
@@ -133,9 +139,11 @@ class Registry:
 
     async def delete(self, rt: ProjectRuntime) -> None:
         await self._stop(rt)
-        for task in self._side.pop(rt.id).all:
+        side = self._side.pop(rt.id)
+        for task in side.all:
             task.cancel()
-        self.evaluator.forget(rt.id)
+        for key in side.eval_keys | {eval_key(rt)}:
+            self.evaluator.forget(key)
         del self.projects[rt.id]
         for worker in list(rt.workers.values()):
             worker.conn.close(error_frame("unknown_project", "the project was deleted", fatal=True))
@@ -211,6 +219,12 @@ class Registry:
 
     def _after_reduce(self, rt: ProjectRuntime) -> None:
         side = self._side[rt.id]
+        if rt.take_grown():  # new classes: the definition's layers changed, and the old net's test cache is stale
+            self.checkpoints.put(definition_key(rt.id), rt.definition.to_json())
+            self._save(rt)
+            for key in side.eval_keys - {eval_key(rt)}:
+                self.evaluator.forget(key)
+            side.eval_keys &= {eval_key(rt)}
         if rt.iteration % rt.definition.eval_every == 0 and side.evaluating is None:
             side.evaluating = self._spawn(side, self._evaluate(rt, side, rt.iteration - 1, rt.params.copy()))
         if self.checkpoints.due(checkpoint_key(rt.id), rt.iteration):
@@ -227,7 +241,7 @@ class Registry:
         """Test loss and accuracy of the params after `iteration`, written into that iteration's record."""
 
         try:
-            result = await self.evaluator.evaluate(rt.id, params, self._test_source(rt))
+            result = await self.evaluator.evaluate(eval_key(rt), params, self._test_source(rt))
         except Exception as exc:  # training goes on without test figures; the researcher is told why
             first = rt.error is None
             if not rt.record_evaluation_failure(iteration, exc):  # a graver error stays the one shown
@@ -240,10 +254,14 @@ class Registry:
         rt.record_evaluation(iteration, result.loss, result.accuracy)
 
     def _test_source(self, rt: ProjectRuntime) -> Callable[[], Awaitable[evaluation.TestSource]]:
+        """The test set loader for the project's net as it is now (the key names its layout: eval_key)."""
+        layers, manifest = rt.definition.layers, rt.manifest
+        self._side[rt.id].eval_keys.add(eval_key(rt))
+
         async def source() -> evaluation.TestSource:
-            blobs = await evaluation.fetch_test_blobs(self.store, rt.manifest, self.settings.eval_max_examples)
-            return evaluation.TestSource(rt.definition.layers, blobs, rt.definition.normalization,
-                                         tuple(rt.manifest.shape), self.settings.eval_max_examples)
+            blobs = await evaluation.fetch_test_blobs(self.store, manifest, self.settings.eval_max_examples)
+            return evaluation.TestSource(layers, blobs, rt.definition.normalization,
+                                         tuple(manifest.shape), self.settings.eval_max_examples)
 
         return source
 
@@ -256,7 +274,7 @@ class Registry:
         if record is None or record.get("test_accuracy") is not None:
             return
         try:
-            result = await self.evaluator.evaluate(rt.id, snapshot.params, self._test_source(rt))
+            result = await self.evaluator.evaluate(eval_key(rt), snapshot.params, self._test_source(rt))
         except Exception as exc:  # the closure is still worth having without them
             log.error("project %s: evaluating the closure's parameters failed: %s", rt.id, exc)
             return

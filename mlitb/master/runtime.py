@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,12 @@ from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
 from mlitb.master.settings import Settings
+from mlitb.grow import grow_classes
 from mlitb.model import Net
 from mlitb.model.layout import lr_multipliers
 from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec
-from mlitb.protocol import (ClientInfo, Hello, ProtocolError, Result, assign_frame, idle_frame, params_frame,
-                            welcome_frame)
+from mlitb.protocol import (ClientInfo, Hello, ProtocolError, Result, assign_frame, error_frame, idle_frame,
+                            params_frame, welcome_frame)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,16 @@ class Counters:
     examples_per_s: float = 0.0
 
 
+def with_classes(definition: ProjectDef, num_classes: int) -> ProjectDef:
+    """The definition with `num_classes` outputs: a checkpoint written after the net grew may meet the
+    definition from before (they are two keys), and the checkpoint's parameters decide."""
+    if definition.layers[-1].get("num_classes") == num_classes:
+        return definition
+    layers = [dict(layer) for layer in definition.layers]
+    layers[-1]["num_classes"] = num_classes
+    return replace(definition, layers=layers)
+
+
 def element_lr(net: Net, per_layer: list[float] | None) -> np.ndarray | None:
     """The optimizer's per-element learning-rate multipliers for a definition's per-layer ones."""
     return None if per_layer is None else lr_multipliers(net.layers, net.layout, per_layer)
@@ -147,7 +158,7 @@ class ProjectRuntime:
 
     def __init__(self, definition: ProjectDef, net: Net, manifest: Manifest, params: np.ndarray,
                  optimizer: Optimizer, iteration: int, metrics: list[dict[str, Any]], settings: Settings,
-                 steps: int = 0) -> None:
+                 steps: int = 0, class_since: list[int] | None = None) -> None:
         self.definition = definition
         self.net = net
         self.manifest = manifest
@@ -156,6 +167,10 @@ class ProjectRuntime:
         self.iteration = iteration
         # Optimizer steps taken: an iteration closed without results takes none (Adam's `t` equals this).
         self.steps = steps
+        # The iteration from which each class was in the net (0: from the start; later: a class the dataset gained).
+        self.class_since = list(class_since) if class_since is not None else [0] * net.num_classes
+        # Set when the net grew, until the registry has persisted the new definition (take_grown).
+        self.grown = False
         self.metrics = metrics
         self.settings = settings
         self.workers: dict[str, Worker] = {}
@@ -176,18 +191,22 @@ class ProjectRuntime:
     def build(cls, definition: ProjectDef, manifest: Manifest, settings: Settings,
               checkpoint: Checkpoint | None = None) -> ProjectRuntime:
         """A project from its definition, fresh (parameters from its seed) or resumed from a checkpoint."""
+        if checkpoint is not None and checkpoint.class_since is not None:
+            definition = with_classes(definition, len(checkpoint.class_since))
         net = Net(definition.layers)
         optimizer = optimizer_from_spec(definition.optimizer, net.layout)
         optimizer.set_lr_multipliers(element_lr(net, definition.lr_multipliers))
+        class_since = None
         if checkpoint is None:
             params, iteration, metrics, steps = net.init_params(definition.seed), 0, [], 0
         else:
+            class_since = checkpoint.class_since
             optimizer.load_state_dict(checkpoint.optimizer_state)
             params, iteration, metrics = checkpoint.params, checkpoint.iteration, checkpoint.metrics
             steps = checkpoint.steps if checkpoint.steps is not None else legacy_steps(checkpoint)
         if params.shape != (net.param_count,):
             raise ValueError(f"the checkpoint holds {params.size} parameters, the layers need {net.param_count}")
-        return cls(definition, net, manifest, params, optimizer, iteration, metrics, settings, steps)
+        return cls(definition, net, manifest, params, optimizer, iteration, metrics, settings, steps, class_since)
 
     # ------------------------------------------------------------ queries
 
@@ -224,6 +243,7 @@ class ProjectRuntime:
             # test figures), and copying 100k dicts on the loop would stall it (bench/checkpoint_write.py).
             metrics=list(self.metrics),
             steps=self.steps,
+            class_since=list(self.class_since),
         )
 
     # ------------------------------------------------------------ the researcher and the supervisor
@@ -301,6 +321,41 @@ class ProjectRuntime:
         del self.metrics[:-self.settings.metrics_history]
         total.reset()
         self.iteration = closed.iteration + 1
+
+    def grow(self) -> bool:
+        """Give the net an output for each class the dataset gained (between two iterations, no window open).
+
+        The softmax's fc layer gets new rows initialised like a fresh net's and zero optimizer state
+        (mlitb/grow.py). Every client holds the old layout, so each is sent a `reconnect` error and
+        closed: it comes back with a `hello`, and its `welcome` carries the new layers (docs/protocol.md).
+        Returns whether the net grew.
+        """
+        classes = len(self.manifest.classes)
+        if classes <= self.net.num_classes or self.window is not None:
+            return False
+        added = list(self.manifest.classes[self.net.num_classes:])
+        layers, params, state = grow_classes(self.definition.layers, self.params, self.optimizer.state_dict(),
+                                             classes, seed=self.definition.seed + self.iteration)
+        definition = replace(self.definition, layers=layers)
+        net = Net(layers)
+        optimizer = optimizer_from_spec(definition.optimizer, net.layout)
+        optimizer.load_state_dict(state)
+        optimizer.set_lr_multipliers(element_lr(net, definition.lr_multipliers))
+        self.definition, self.net, self.params, self.optimizer = definition, net, params, optimizer
+        self.sum = GradientSum.zeros(net.param_count)
+        self.class_since.extend([self.iteration] * len(added))
+        self.grown = True
+        frame = error_frame("reconnect", f"the net grew to {classes} classes (new: {', '.join(added)}) and has "
+                                         f"{net.param_count} parameters now: reconnect to get the new layout")
+        for conn in [w.conn for w in self.workers.values()] + list(self.trackers.values()):
+            self.leave(conn)
+            conn.close(frame)
+        return True
+
+    def take_grown(self) -> bool:
+        """Whether the net grew since the last call (the registry then persists the new definition)."""
+        grown, self.grown = self.grown, False
+        return grown
 
     def open_window(self, window: Window | None) -> None:
         self.window = window
