@@ -39,7 +39,7 @@ class Split:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A dataset: classes (sorted names), shape [H, W, C], train and test splits."""
+    """A dataset: classes (names sorted at upload, then any added by appends), shape [H, W, C], splits."""
 
     id: str
     name: str
