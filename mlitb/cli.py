@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="URL", help="data server holding the closure's dataset (default: $MLITB_DATA_URL "
                                             "or http://127.0.0.1:8001)")
     verify.set_defaults(run="mlitb.verify:run")
+
+    # Issue 15: `project create --from` (transfer learning); mlitb.transfer_cli holds the options and the work.
+    from mlitb.transfer_cli import add_create_arguments
+
+    project = commands.add_parser("project", help="projects on a master")
+    project_commands = project.add_subparsers(dest="project_command", required=True, metavar="ACTION")
+    add_create_arguments(project_commands.add_parser("create", help="create a project from a closure (transfer)"))
     return parser
 
 
