@@ -35,7 +35,8 @@ def free_port() -> int:
 
 def env() -> dict[str, str]:
     return {**os.environ, "MLITB_ADMIN_TOKEN": TOKEN, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+            "MKL_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 def wait(condition, timeout: float, what: str, interval: float = 0.2):
