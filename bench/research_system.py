@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -167,7 +168,9 @@ class System:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
         self.http.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @contextmanager

@@ -4,8 +4,8 @@
 and `mlitb worker` processes: it trains the MNIST convnet on digits 0–4, then three projects on digits
 5–9 with the same workers, T, optimizer and seed, one after the other: from scratch; from the 0–4
 closure with a new head (`from` + `head: "replace"`); and the same with both conv layers frozen
-(`lr_multipliers` 0). It prints the master's test accuracy (on the 5–9 test split) after 20, 50 and
-100 iterations, then one JSON line with the figures and the ratios transfer / scratch.
+(`lr_multipliers` 0). It prints the master's test accuracy (on the 5–9 test split) after 5, 10, 20,
+50 and 100 iterations, then one JSON line with the figures and the ratios transfer / scratch.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.research_system import digits_zip, running  # noqa: E402
 from mlitb.model.zoo import MNIST_CONVNET  # noqa: E402
 
-CHECKPOINTS = (20, 50, 100)
+CHECKPOINTS = (5, 10, 20, 50, 100)
 
 
 def main(args: argparse.Namespace) -> None:
     layers = [dict(layer) for layer in MNIST_CONVNET]
     layers[-1]["num_classes"] = 5
-    common = {"iteration_ms": args.iteration_ms, "eval_every": 10, "seed": 1,
+    common = {"iteration_ms": args.iteration_ms, "eval_every": 5, "seed": 1,
               "optimizer": {"name": "adam", "learning_rate": 0.002}}
     with running() as system:
         low = system.upload("digits 0-4", digits_zip("train", "01234"), digits_zip("test", "01234"))
