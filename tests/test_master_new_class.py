@@ -109,4 +109,6 @@ async def test_a_new_label_grows_the_running_net_and_clients_get_the_new_layout(
 
     closure = load_closure((await system.api.get(f"/api/projects/{pid}/closure")).text)
     assert closure.classes[-1] == "ten" and closure.training.class_since[10] == rt.class_since[10] > 0
+    per_class = closure.metrics[-1]["test_class_accuracy"]  # the test split has no example of the new class
+    assert len(per_class) == 11 and per_class[10] is None and all(0 <= a <= 1 for a in per_class[:10])
     assert (await asyncio.to_thread(verify_with_server, closure, system.data_url)).ok

@@ -32,9 +32,13 @@ class TestSet:
 
 @dataclass(frozen=True)
 class Evaluation:
+    """Mean loss and accuracy over `count` test examples; per class (by label), the accuracy on its test
+    examples, None for a class with none (a class the dataset gained after its test split was cut)."""
+
     loss: float
     accuracy: float
     count: int
+    class_accuracy: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,20 @@ def decode_test_set(source: TestSource) -> TestSet:
 
 def evaluate(net: Net, params: np.ndarray, test: TestSet) -> Evaluation:
     """Mean cross-entropy and accuracy over the test set (blocking: runs in the evaluation process)."""
+    classes = net.num_classes
     if len(test.labels) == 0:
-        return Evaluation(float("nan"), float("nan"), 0)
+        return Evaluation(float("nan"), float("nan"), 0, (None,) * classes)
     loss, correct = 0.0, 0
+    right = np.zeros(classes, np.int64)
     for start in range(0, len(test.labels), BATCH):
         probs = net.predict(params, test.x[start:start + BATCH])
         labels = test.labels[start:start + BATCH]
         picked = probs[np.arange(len(labels)), labels]
         loss -= float(np.log(np.maximum(picked, 1e-12)).sum(dtype=np.float64))
-        correct += int((probs.argmax(axis=1) == labels).sum())
+        hits = probs.argmax(axis=1) == labels
+        correct += int(hits.sum())
+        right += np.bincount(labels[hits], minlength=classes)[:classes]
     count = len(test.labels)
-    return Evaluation(loss / count, correct / count, count)
+    seen = np.bincount(test.labels, minlength=classes)[:classes]
+    per_class = tuple(float(r / n) if n else None for r, n in zip(right, seen))
+    return Evaluation(loss / count, correct / count, count, per_class)

@@ -58,6 +58,8 @@ class _SideTasks:
     evaluating: asyncio.Task | None = None
     all: set[asyncio.Task] = field(default_factory=set)
     eval_keys: set[str] = field(default_factory=set)  # the evaluation process's cache keys of this project
+    # The evaluation of a closure's parameters in flight, by iteration: concurrent downloads share it.
+    snapshot_eval: tuple[int, asyncio.Task] | None = None
 
 
 class Registry:
@@ -251,7 +253,7 @@ class Registry:
             return
         finally:
             side.evaluating = None
-        rt.record_evaluation(iteration, result.loss, result.accuracy)
+        rt.record_evaluation(iteration, result.loss, result.accuracy, result.class_accuracy)
 
     def _test_source(self, rt: ProjectRuntime) -> Callable[[], Awaitable[evaluation.TestSource]]:
         """The test set loader for the project's net as it is now (the key names its layout: eval_key)."""
@@ -273,12 +275,21 @@ class Registry:
         record = next((m for m in reversed(snapshot.metrics) if m["iteration"] == last), None)
         if record is None or record.get("test_accuracy") is not None:
             return
+        side = self._side.get(rt.id)
+        if side is None:  # deleted meanwhile
+            return
+        if side.snapshot_eval is None or side.snapshot_eval[0] != last or side.snapshot_eval[1].done():
+            # one evaluation per iteration however many clients download at once (closure downloads are public)
+            side.snapshot_eval = (last, self._spawn(side, self._evaluate_snapshot(rt, last, snapshot.params)))
+        await asyncio.shield(side.snapshot_eval[1])
+
+    async def _evaluate_snapshot(self, rt: ProjectRuntime, last: int, params: np.ndarray) -> None:
         try:
-            result = await self.evaluator.evaluate(eval_key(rt), snapshot.params, self._test_source(rt))
+            result = await self.evaluator.evaluate(eval_key(rt), params, self._test_source(rt))
         except Exception as exc:  # the closure is still worth having without them
             log.error("project %s: evaluating the closure's parameters failed: %s", rt.id, exc)
             return
-        rt.record_evaluation(last, result.loss, result.accuracy)
+        rt.record_evaluation(last, result.loss, result.accuracy, result.class_accuracy)
 
     def _save(self, rt: ProjectRuntime) -> None:
         """Queue a checkpoint: a snapshot now (consistent), encoded and written off the loop, newest wins."""

@@ -277,12 +277,16 @@ class ProjectRuntime:
         if self.error is not None and (source is None or self.error.source == source):
             self.error = None
 
-    def record_evaluation(self, iteration: int, loss: float, accuracy: float) -> None:
-        """Test figures of the parameters after `iteration`, written into that iteration's record."""
+    def record_evaluation(self, iteration: int, loss: float, accuracy: float,
+                          class_accuracy: tuple[float | None, ...] = ()) -> None:
+        """Test figures of the parameters after `iteration`, written into that iteration's record
+        (per class: None where the test split has no example of it)."""
         self.clear_error("evaluation")
         for record in reversed(self.metrics):
             if record["iteration"] == iteration:
                 record["test_loss"], record["test_accuracy"] = loss, accuracy
+                if class_accuracy:
+                    record["test_class_accuracy"] = list(class_accuracy)
                 break
 
     def record_evaluation_failure(self, iteration: int, exc: Exception) -> bool:
