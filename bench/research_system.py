@@ -144,21 +144,18 @@ class System:
             proc.wait(timeout=30)
 
     def train(self, project_id: str, iterations: int, workers: int) -> list[dict[str, Any]]:
-        """Start the project with `workers` fresh worker processes until `iterations` iterations are closed
-        and evaluated, pause it; its metrics records."""
+        """Start the project with `workers` fresh worker processes until `iterations` iterations are closed,
+        pause it, and return its metrics records (the last one evaluated by the closure download)."""
         procs = [self.worker(project_id) for _ in range(workers)]
         self.api("POST", f"/api/projects/{project_id}/start")
-
-        def done() -> list | None:
-            records = self.api("GET", f"/api/projects/{project_id}/metrics")
-            tested = [m for m in records if m["iteration"] == iterations - 1 and m["test_accuracy"] is not None]
-            return records if tested else None
-
         try:
-            return wait(done, 1800, f"project {project_id} reaches iteration {iterations}")
+            wait(lambda: self.api("GET", f"/api/projects/{project_id}")["iteration"] >= iterations, 3600,
+                 f"project {project_id} reaches iteration {iterations}")
         finally:
             self.api("POST", f"/api/projects/{project_id}/pause")
             self.stop_workers(procs)
+        self.closure(project_id)  # test figures of the final parameters, into the last record
+        return self.api("GET", f"/api/projects/{project_id}/metrics")
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -181,3 +178,11 @@ def running() -> System:
         yield system
     finally:
         system.close()
+
+
+def tested_at(records: list[dict[str, Any]], iterations: int) -> tuple[int, float]:
+    """(iterations done, test accuracy) of the last evaluation after at most `iterations` iterations (under
+    load an evaluation can be skipped while the previous one still runs), else the first after."""
+    tested = [(m["iteration"] + 1, m["test_accuracy"]) for m in records if m.get("test_accuracy") is not None]
+    before = [t for t in tested if t[0] <= iterations]
+    return before[-1] if before else next(t for t in tested if t[0] > iterations)

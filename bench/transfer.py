@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.research_system import digits_zip, running  # noqa: E402
+from bench.research_system import digits_zip, running, tested_at  # noqa: E402
 from mlitb.model.zoo import MNIST_CONVNET  # noqa: E402
 
 CHECKPOINTS = (5, 10, 20, 50, 100)
@@ -43,11 +43,12 @@ def main(args: argparse.Namespace) -> None:
         for key, body in runs.items():
             project = system.api("POST", "/api/projects", body)
             history = system.train(project["id"], args.iterations, args.workers)
-            by_iteration = {m["iteration"]: m for m in history}
-            results[key] = {n: by_iteration[n - 1]["test_accuracy"] for n in CHECKPOINTS if n <= args.iterations}
+            at = {n: tested_at(history, n) for n in CHECKPOINTS if n <= args.iterations}
+            results[key] = {n: accuracy for n, (_done, accuracy) in at.items()}
+            results[key]["evaluated_at"] = {n: done for n, (done, _accuracy) in at.items()}
             results[key]["examples"] = int(sum(m["examples_per_s"] * m["iteration_ms"] / 1000
                                                for m in history if m["iteration"] < args.iterations))
-    source_accuracy = next(m["test_accuracy"] for m in source_history if m["iteration"] == args.iterations - 1)
+    source_accuracy = tested_at(source_history, args.iterations)[1]
     print(f"source: digits 0-4, {args.iterations} iterations: test accuracy {source_accuracy:.3f}")
     print(f"{'digits 5-9, test accuracy after':34}" + "".join(f"{n:>10}" for n in CHECKPOINTS) + f"{'examples':>12}")
     labels = {"scratch": "from scratch", "transfer": "transfer, new head",
