@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 
 from mlitb.closure import load_closure
+from mlitb.master import evaluation
 from mlitb.master.serve import DEMO_LAYERS
 from mlitb.model import Net
 from tests.browser_support import (
