@@ -30,6 +30,7 @@ _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
     "eps": (0.0, 1.0, False),
 }
 MAX_NAME = 200
+MAX_DESCRIPTION = 2000
 
 
 class ValidationError(ValueError):
@@ -63,6 +64,7 @@ class ProjectDef:
     seed: int
     status: str = "paused"
     created: float = field(default_factory=time.time)
+    description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -120,20 +122,23 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         eval_every=_int(body.get("eval_every", default_eval_every), "eval_every", 1, 1_000_000),
         seed=_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
+        description=_description(body.get("description", "")),
     )
     return definition, net
 
 
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
-    """The definition after a PATCH; only the name, T and optimizer hyper-parameters may change."""
+    """The definition after a PATCH; only the name, description, T and optimizer hyper-parameters may change."""
     body = _object(body, "body")
-    allowed = {"name", "iteration_ms", "optimizer"}
+    allowed = {"name", "description", "iteration_ms", "optimizer"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = _text(body, "name")
+    if "description" in body:
+        changes["description"] = _description(body["description"])
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
     if "optimizer" in body:
@@ -195,6 +200,13 @@ def _text(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
         raise ValidationError(name, f"must be a non-empty string of at most {MAX_NAME} characters")
+    return value.strip()
+
+
+def _description(value: Any) -> str:
+    """Optional plain text for volunteers; may be empty (no description)."""
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
+        raise ValidationError("description", f"must be a string of at most {MAX_DESCRIPTION} characters")
     return value.strip()
 
 
