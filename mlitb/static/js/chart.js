@@ -150,7 +150,8 @@ export class LineChart {
       const row = document.createElement("div");
       const swatch = document.createElement("i");
       swatch.style.background = s.color;
-      row.append(swatch, `${s.name}: ${formatValue(point[1])}`);
+      const elsewhere = point[0] !== this.hoverX ? ` (at ${xFormat(point[0])})` : ""; // a sparser series' nearest point
+      row.append(swatch, `${s.name}: ${formatValue(point[1])}${elsewhere}`);
       Object.assign(row.dataset, { series: s.name, x: point[0], value: point[1] });
       return row;
     }).filter(Boolean);

@@ -154,7 +154,7 @@ function draw() {
   Object.assign($("device").dataset, totals);
   const data = figures.download;
   if (data) {
-    $("data-line").textContent = `Data: ${formatCount(data.fromCache)} shard${data.fromCache === 1 ? "" : "s"} from this browser's cache, ${formatCount(data.downloaded)} downloaded (${formatBytes(data.bytes)})${data.downloading > 0 ? `, ${data.downloading} downloading` : ""}.`;
+    $("data-line").textContent = `Data: ${formatCount(data.fromCache)} shard${data.fromCache === 1 ? "" : "s"} from this browser's cache, ${formatCount(data.downloaded)} downloaded (${formatBytes(data.bytes)} unpacked)${data.downloading > 0 ? `, ${data.downloading} downloading` : ""}.`;
     Object.assign($("data-line").dataset, { fromCache: data.fromCache, downloaded: data.downloaded, downloading: data.downloading });
   }
   $("trainer-table").tBodies[0].replaceChildren(
