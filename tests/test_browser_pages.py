@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from mlitb.model import Net
-from tests.browser_support import SCREENSHOTS, browser, new_context, open_page  # noqa: F401  (fixture)
+from tests.browser_support import SCREENSHOTS, browser, eventually, new_context, open_page  # noqa: F401  (fixture)
 from tests.datazips import image_zip
 from tests.master_support import ADMIN, TOKEN, copy_store, mnist_dir, running_system, trainer  # noqa: F401  (fixture)
 
@@ -33,11 +33,15 @@ async def system(mnist_dir, tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def trained(system):
-    """A project with a few iterations of history, then no trainer (so its metrics stay put)."""
-    project = await system.create_project(name="digits", description=HOSTILE, iteration_ms=200, eval_every=2)
+    """A project with a few iterations of history, then no trainer, so its metrics stay put (no
+    evaluation either: it would fill test figures into the records later)."""
+    project = await system.create_project(name="digits", description=HOSTILE, iteration_ms=200, eval_every=1000)
     async with trainer(system, project["id"]) as client:
         for _ in range(6):
             await client.send(client.compute(await client.expect("work")))
+        await client.expect("work")  # the sixth result is applied and recorded
+    rt = system.runtime(project["id"])
+    await eventually(lambda: not rt.workers and rt.window is None, timeout=30, what="the loop idles without trainers")
     return project
 
 
@@ -133,10 +137,11 @@ async def test_the_dashboard_shares_the_project_and_edits_its_description(system
 
 async def test_chart_values_on_hover_labels_apart_and_the_metrics_as_csv(system, trained, researcher):
     history = (await system.api.get(f"/api/projects/{trained['id']}/metrics")).json()
-    assert len(history) >= 6
+    trained_records = [m for m in history if m["train_loss"] is not None]
+    assert len(trained_records) == 6
     dashboard = await open_page(researcher, f"{system.master_url}/dashboard.html?project={trained['id']}")
     page = dashboard.page
-    await page.wait_for_function(f"document.getElementById('chart-loss').dataset.points?.split(',')[0] === '{len(history)}'")
+    await page.wait_for_function(f"document.getElementById('chart-loss').dataset.points?.split(',')[0] === '{len(trained_records)}'")
 
     for chart in ("chart-loss", "chart-accuracy", "chart-duration", "chart-rate"):
         layout = json.loads(await page.get_attribute(f"#{chart}", "data-layout"))
@@ -153,7 +158,7 @@ async def test_chart_values_on_hover_labels_apart_and_the_metrics_as_csv(system,
     row = tip.locator("[data-series='training loss']")
     hovered = int(await row.get_attribute("data-x"))
     record = next(m for m in history if m["iteration"] == hovered)
-    assert hovered == history[-1]["iteration"]
+    assert hovered == trained_records[-1]["iteration"]
     assert float(await row.get_attribute("data-value")) == pytest.approx(record["train_loss"])
     assert f"{record['train_loss']:.4g}"[:4] in await row.inner_text()
     await page.screenshot(path=SCREENSHOTS / "dashboard-hover.png", full_page=True)
@@ -167,8 +172,9 @@ async def test_chart_values_on_hover_labels_apart_and_the_metrics_as_csv(system,
     rows = list(csv.DictReader(io.StringIO((await download.path()).read_text())))
     assert [int(r["iteration"]) for r in rows] == [m["iteration"] for m in history]
     for r, m in zip(rows, history):
-        assert float(r["train_loss"]) == pytest.approx(m["train_loss"])
-        assert r["test_accuracy"] == ("" if m["test_accuracy"] is None else str(m["test_accuracy"]))
+        assert r["train_loss"] == "" if m["train_loss"] is None else float(r["train_loss"]) == pytest.approx(m["train_loss"])
+        assert float(r["examples_per_s"]) == pytest.approx(m["examples_per_s"])
+        assert r["test_accuracy"] == "" and m["test_accuracy"] is None
     dashboard.assert_no_console_errors()
 
 
