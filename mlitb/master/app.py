@@ -249,7 +249,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
     """A project as the API shows it; `detail` adds layers and the worker table."""
     d = rt.definition
     result: dict[str, Any] = {
-        "id": d.id, "name": d.name, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
+        "id": d.id, "name": d.name, "description": d.description, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),

@@ -31,6 +31,7 @@ _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
 }
 MAX_NAME = 200
 MAX_NORMALIZATION = 1000.0
+MAX_DESCRIPTION = 2000
 
 
 class ValidationError(FieldError):
@@ -62,6 +63,7 @@ class ProjectDef:
     seed: int
     status: str = "paused"
     created: float = field(default_factory=time.time)
+    description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -119,20 +121,23 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         eval_every=require_int(body.get("eval_every", default_eval_every), "eval_every", 1, 1_000_000),
         seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
+        description=_description(body.get("description", "")),
     )
     return definition, net
 
 
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
-    """The definition after a PATCH; only the name, T and optimizer hyper-parameters may change."""
+    """The definition after a PATCH; only the name, description, T and optimizer hyper-parameters may change."""
     body = require_object(body, "body")
-    allowed = {"name", "iteration_ms", "optimizer"}
+    allowed = {"name", "description", "iteration_ms", "optimizer"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = _name(body, "name")
+    if "description" in body:
+        changes["description"] = _description(body["description"])
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
     if "optimizer" in body:
@@ -187,3 +192,8 @@ def _normalization(raw: Any) -> dict[str, float]:
 
 def _name(body: dict[str, Any], field: str) -> str:
     return require_text(body.get(field), field, max_len=MAX_NAME).strip()
+
+
+def _description(value: Any) -> str:
+    """Optional plain text for volunteers; may be empty (no description)."""
+    return require_text(value, "description", max_len=MAX_DESCRIPTION, empty=True).strip()
