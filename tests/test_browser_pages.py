@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 
 from mlitb.model import Net
-from tests.browser_support import SCREENSHOTS, browser, eventually, new_context, open_page  # noqa: F401  (fixture)
+from tests.browser_support import SCREENSHOTS, eventually, new_context, open_page
 from tests.datazips import image_zip
-from tests.master_support import ADMIN, TOKEN, copy_store, mnist_dir, running_system, trainer  # noqa: F401  (fixture)
+from tests.master_support import ADMIN, TOKEN, copy_store, running_system, trainer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from mlitb.master.project import MAX_DESCRIPTION, ProjectDef
-from tests.master_support import ADMIN, TINY_LAYERS, mnist_dir, running_system, system  # noqa: F401  (fixtures)
+from mlitb.master.definition import MAX_DESCRIPTION, ProjectDef
+from tests.master_support import ADMIN, TINY_LAYERS, running_system
 
 
 async def test_description_is_created_patched_listed_and_bounded(system):

@@ -27,17 +27,22 @@ from starlette.websockets import WebSocket
 from mlitb import __version__
 from mlitb.closure import ClosureError, load_closure
 from mlitb.data.catalog import get_manifest
+from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, prometheus
-from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master.closure_io import project_closure, project_from_closure
+from mlitb.master.closure_page import render_closure_page
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
-from mlitb.master.definition import ValidationError, check_layers, parse_create, parse_patch
+from mlitb.master.definition import (
+    ValidationError,
+    check_layers,
+    parse_create,
+    parse_patch,
+)
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.master.closure_page import render_closure_page
 from mlitb.store import Store
 from mlitb.tasks import log_crash
 from mlitb.validate import FieldError

@@ -22,7 +22,16 @@ from typing import Protocol
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mlitb.master.settings import Settings
-from mlitb.protocol import Cached, ClientMessage, Hello, ProtocolError, Result, State, error_frame, parse_client_frame
+from mlitb.protocol import (
+    Cached,
+    ClientMessage,
+    Hello,
+    ProtocolError,
+    Result,
+    State,
+    error_frame,
+    parse_client_frame,
+)
 
 
 @dataclass

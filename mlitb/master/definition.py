@@ -15,7 +15,14 @@ from typing import Any
 
 from mlitb.model import Net, SpecError
 from mlitb.optim import OPTIMIZERS, optimizer_defaults
-from mlitb.validate import FieldError, is_number, require_int, require_number, require_object, require_text
+from mlitb.validate import (
+    FieldError,
+    is_number,
+    require_int,
+    require_number,
+    require_object,
+    require_text,
+)
 
 STATUSES = ("running", "paused")
 DEFAULT_OPTIMIZER = "adagrad"

@@ -26,7 +26,13 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
-from mlitb.master.evaluation import Evaluation, TestSet, TestSource, decode_test_set, evaluate
+from mlitb.master.evaluation import (
+    Evaluation,
+    TestSet,
+    TestSource,
+    decode_test_set,
+    evaluate,
+)
 from mlitb.model import Net
 
 log = logging.getLogger("mlitb.master.evaluator")

@@ -25,8 +25,16 @@ from mlitb.master.definition import ProjectDef
 from mlitb.master.settings import Settings
 from mlitb.model import Net
 from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec
-from mlitb.protocol import (ClientInfo, Hello, ProtocolError, Result, assign_frame, idle_frame, params_frame,
-                            welcome_frame)
+from mlitb.protocol import (
+    ClientInfo,
+    Hello,
+    ProtocolError,
+    Result,
+    assign_frame,
+    idle_frame,
+    params_frame,
+    welcome_frame,
+)
 
 
 @dataclass(frozen=True)

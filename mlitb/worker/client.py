@@ -30,8 +30,22 @@ from mlitb import __version__
 from mlitb.backoff import full_jitter_s
 from mlitb.data.shards import Shard
 from mlitb.model import Net
-from mlitb.protocol import ProtocolError, cached_frame, decode, f32_array, hello_frame, result_frame
-from mlitb.worker.compute import Examples, Normalization, WorkResult, batch_size_for, compute, gather
+from mlitb.protocol import (
+    ProtocolError,
+    cached_frame,
+    decode,
+    f32_array,
+    hello_frame,
+    result_frame,
+)
+from mlitb.worker.compute import (
+    Examples,
+    Normalization,
+    WorkResult,
+    batch_size_for,
+    compute,
+    gather,
+)
 from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
 from mlitb.worker.status import Progress
 
