@@ -30,11 +30,12 @@ from mlitb.master import allocation as alloc
 from mlitb.master import latency, prometheus
 from mlitb.master.closures import project_closure, project_from_closure
 from mlitb.master.connection import ConnectionStats, serve_connection
-from mlitb.master.project import ValidationError, check_layers, parse_create, parse_patch
+from mlitb.master.hardening import check_project_cap, master_middleware, model_limits
+from mlitb.master.project import ValidationError, check_layers, check_layers_body, parse_create, parse_patch
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.master.standalone import render_closure_page
+from mlitb.master.standalone import closure_page_policy, render_closure_page
 from mlitb.store import Store, StoreUnavailable
 
 
@@ -43,6 +44,7 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
     registry = Registry(store, settings)
     stats = ConnectionStats()
     iteration_range = (settings.min_iteration_ms, settings.max_iteration_ms)
+    limits = model_limits(settings)  # hardening.py: checked before anything is allocated
 
     def admin(request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -63,10 +65,8 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
                              "default_project": default.id if default else None})
 
     async def layers_check(request: Request) -> Response:
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
-        net = check_layers(body.get("layers"))
+        raw = await request.body()  # at most max_body_bytes (hardening.py); parsed off the event loop
+        net = await asyncio.to_thread(check_layers_body, raw, limits)
         layers = [{"type": layer.type, "out_sx": layer.out_shape[1], "out_sy": layer.out_shape[0],
                    "out_depth": layer.out_shape[2]} for layer in net.layers]
         return JSONResponse({"param_count": net.param_count, "layers": layers})
@@ -76,13 +76,14 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
 
     async def create_project(request: Request) -> Response:
         admin(request)
+        check_project_cap(len(registry.projects), settings)
         body = await json_body(request)
         dataset = body.get("dataset") if isinstance(body, dict) else None
         manifest = await get_manifest(store, dataset) if isinstance(dataset, str) and dataset else None
         definition, _net = parse_create(
             body, dataset_shape=tuple(manifest.shape) if manifest else None,
             num_classes=len(manifest.classes) if manifest else None,
-            default_eval_every=settings.eval_every, iteration_range=iteration_range)
+            default_eval_every=settings.eval_every, iteration_range=iteration_range, model_limits=limits)
         rt = await registry.create(definition)
         return JSONResponse(project_json(rt, detail=True), status_code=201)
 
@@ -133,15 +134,17 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
         snapshot = registry.checkpoint_now(rt)
         text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, snapshot)
         page = await asyncio.to_thread(render_closure_page, text, settings.static_dir)
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers={"Content-Security-Policy": closure_page_policy(page)})
 
     async def create_from_closure(request: Request) -> Response:
         admin(request)
+        check_project_cap(len(registry.projects), settings)
         body = await request.body()
         try:
             closure = await asyncio.to_thread(load_closure, body)
         except ClosureError as exc:
             raise ValidationError(exc.path, exc.message, text=f"closure {exc}") from exc
+        check_layers(closure.layers, limits)  # the closure's model must fit this master's limits too
         manifest = await get_manifest(store, closure.dataset.id) if closure.dataset.id else None
         definition, checkpoint = project_from_closure(closure, manifest, iteration_range, settings.eval_every)
         rt = await registry.create(definition, checkpoint)
@@ -185,7 +188,7 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
     if settings.static_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
     handlers = {ValidationError: _validation_error, HTTPException: _http_error, StoreUnavailable: _store_unavailable}
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=master_middleware(settings))
     app.state.registry = registry
     app.state.stats = stats
     return app
