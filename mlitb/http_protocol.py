@@ -5,7 +5,8 @@ but a connection that never completes its request headers (slow-loris: one
 byte every few seconds, or nothing at all) stays open for ever, each one a
 socket and a buffer. Here the headers of every request must be complete
 within `header_timeout_s` of the connection opening or of the first byte of
-the next request; otherwise the connection gets a 408 and is closed.
+the next request; otherwise the connection gets a 408 and is closed. Every
+close lingers (LingeringTransport), so refusals reach the client.
 Request bodies are bounded by http_limits.py, WebSocket clients by pings
 and the hello deadline (connection.py).
 """
@@ -24,18 +25,59 @@ TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/
                     b"content-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
 
 
+LINGER_S = 2.0
+
+
+class LingeringTransport:
+    """A transport whose `close` first lets the client read the answer, then closes.
+
+    Closing a socket that still has unread input resets the connection, and the
+    reset destroys the answer in flight: a client refused with 413 while it was
+    still sending its body would see a network error instead. So `close` sends
+    FIN after the answer, drops whatever input still comes, and closes when the
+    client hangs up or after LINGER_S (nginx's lingering close).
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self.lingering = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            return
+        self.lingering = True
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+        self._transport.resume_reading()
+        self._loop.call_later(LINGER_S, self._transport.close)
+
+
 class HeaderTimeoutProtocol(H11Protocol):
-    """H11Protocol that closes a connection whose request headers are not complete in time."""
+    """H11Protocol that closes a connection whose request headers are not complete in time, lingering."""
 
     header_timeout_s: float = 10.0
     _header_timer: asyncio.TimerHandle | None = None
     _waiting_cycle: Any = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._lingering = LingeringTransport(transport, self.loop)
+        super().connection_made(self._lingering)  # type: ignore[arg-type]
         self._arm()
 
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        self.transport = self._lingering._transport  # the WebSocket protocol closes its own way
+        super().handle_websocket_upgrade(event)
+
     def data_received(self, data: bytes) -> None:
+        if self._lingering.lingering:
+            return  # the answer is out; what still comes is dropped
         if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
             self._arm()  # the first bytes of the next request on a kept-alive connection
         super().data_received(data)
@@ -57,7 +99,7 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def _deadline(self) -> None:
         self._header_timer = None
-        if self.transport.is_closing() or self.transport.get_protocol() is not self:  # closed, or now a WebSocket
+        if self.transport.is_closing() or self._lingering.get_protocol() is not self:  # closed, or now a WebSocket
             return
         if self.cycle is not self._waiting_cycle:  # a request's headers arrived since: its handler runs
             return

@@ -10,8 +10,8 @@ result (64 MiB), so eight connections sending garbage cost the master
 lowers or raises it as the client moves on (small before `welcome`, 4×P
 plus overhead for a trainer). A frame over the limit is refused from its
 header: the connection answers with the app's refusal frame (a
-`frame_too_large` error), closes with 1009, and the app gets a
-`websocket.disconnect` with that code; the payload is never buffered.
+`frame_too_large` error) and a 1009 close, drops what follows, and the app
+gets a `websocket.disconnect` with that code; the payload is never buffered.
 
 Served by another WebSocket implementation the scope has no `MessageLimit`
 and the app checks the size of each message after the fact (connection.py).
@@ -30,6 +30,7 @@ from websockets.server import ServerProtocol
 
 SCOPE_KEY = "mlitb.message_limit"
 MESSAGE_TOO_BIG = 1009
+LINGER_S = 1.0
 
 
 @dataclass
@@ -53,6 +54,7 @@ class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
     """Exposes the parser's message limit to the app and answers an oversized frame before closing."""
 
     limit: MessageLimit | None = None
+    _refused = False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -63,12 +65,26 @@ class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_parser_exception(self) -> None:
         exc = self.conn.parser_exc
-        if isinstance(exc, PayloadTooBig) and self.limit is not None:
-            self.limit.refused += 1
-            if self.limit.refusal is not None and not self.transport.is_closing():
-                size = exc.size if exc.message is None else None
-                frame = Frame(Opcode.BINARY, self.limit.refusal(size, self.limit.max_bytes))
-                # An uncompressed data frame is valid with or without permessage-deflate; it goes out
-                # before the close frame the parser queued.
-                self.transport.write(frame.serialize(mask=False))
-        super().handle_parser_exception()
+        if not isinstance(exc, PayloadTooBig) or self.limit is None:
+            super().handle_parser_exception()
+            return
+        if self._refused:  # more of the refused payload arrived: the parser discards it
+            return
+        self._refused = True
+        self.limit.refused += 1
+        assert self.conn.close_sent is not None
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": self.conn.close_sent.code,
+                               "reason": self.conn.close_sent.reason})
+        output = b"".join(self.conn.data_to_send())  # the close frame (1009) the parser queued
+        if self.limit.refusal is not None:
+            size = exc.size if exc.message is None else None
+            # An uncompressed data frame is valid with or without permessage-deflate.
+            output = Frame(Opcode.BINARY, self.limit.refusal(size, self.limit.max_bytes)).serialize(mask=False) + output
+        self.transport.write(output)
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        # Close after a short linger, not at once: closing with unread input resets the connection, and a
+        # reset can destroy the refusal before the client reads it. Meanwhile input is read and dropped.
+        self.close_timer = self.loop.call_later(LINGER_S, self.transport.close)
