@@ -182,7 +182,7 @@ async def test_before_welcome_messages_are_small_and_refused_from_their_header(h
     assert f"limit of {CONTROL} bytes" in refusal.error["message"]
     assert refusal.close_code == 1009
     assert refusal.sent < 8 << 20, "the master must stop the frame at its header"
-    assert hardened.app.state.stats.too_large == 1
+    assert await hardened.metric("mlitb_frames_too_large_total", "") == 1
 
 
 async def test_a_trainer_may_send_its_result_and_a_tracker_may_not(hardened):
