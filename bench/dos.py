@@ -30,8 +30,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.helpers import free_port, wait_for_port  # noqa: E402
-from tests.raw_clients import oversized_ws_frame, post_streamed  # noqa: E402
+from tests.helpers import free_port, wait_for_port
+from tests.raw_clients import oversized_ws_frame, post_streamed
 
 MILLION = b'{"layers": [' + b'{"type": "relu"},' * 1_000_000 + b'{"type": "softmax", "num_classes": 2}]}'
 HUGE = json.dumps({"layers": [{"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
@@ -93,7 +93,7 @@ async def slow_loris(url: str) -> list[str]:
         try:
             data = await asyncio.wait_for(reader.read(1 << 16), 0.05)
             closed = data == b"" or data.startswith(b"HTTP/1.1 408")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             closed = False
         except ConnectionError:
             closed = True
@@ -107,14 +107,15 @@ FLOODS = {"layers/check 1M layers x2": layers_million, "795e9-parameter model x8
 
 
 def _status_of(pid: int, field: str) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
     raise KeyError(field)
 
 
 async def measure(url: str, pid: int, flood) -> dict:
-    open(f"/proc/{pid}/clear_refs", "w").write("5")
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
     baseline = _status_of(pid, "VmRSS")
     latencies: list[float] = []
     done = asyncio.Event()

@@ -98,7 +98,7 @@ def _bounded(receive: Receive, limit: int, setting: str, timeout_s: float) -> Re
             return await receive()  # after the body only http.disconnect comes, whenever it comes
         try:
             message = await asyncio.wait_for(receive(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise _Refused(408, f"the request body did not arrive: no data for {timeout_s:g} s "
                                 "(MLITB_HTTP_READ_TIMEOUT_S)") from None
         if message["type"] == "http.request":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -178,7 +179,7 @@ async def oversized_ws_frame(ws_url: str, declared: int, prefix: bytes = b"") ->
     refusal.sent = await stream_until(writer, declared, closed)
     try:
         await asyncio.wait_for(reading, 15)
-    except asyncio.TimeoutError:  # the master neither closed nor answered: the caller's assertions say so
+    except TimeoutError:  # the master neither closed nor answered: the caller's assertions say so
         pass
     writer.close()
     return refusal
@@ -191,7 +192,7 @@ def masked_frame(payload: bytes) -> bytes:
 # ------------------------------------------------------------------ memory
 
 def _status(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", open("/proc/self/status").read(), re.M)
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
     assert match, field
     return int(match[1]) * 1024
 

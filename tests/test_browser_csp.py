@@ -12,7 +12,13 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page
 
-from tests.browser_support import browser, classify_file, mnist_digits, new_context, open_page  # noqa: F401
+from tests.browser_support import (  # noqa: F401
+    browser,
+    classify_file,
+    mnist_digits,
+    new_context,
+    open_page,
+)
 from tests.master_support import TOKEN, copy_store, mnist_dir, running_system  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import msgpack
@@ -22,12 +21,25 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from mlitb.master.settings import Settings
 from mlitb.protocol import encode
 from tests.helpers import REPO
-from tests.master_support import ADMIN, TINY_LAYERS, Trainer, copy_store, mnist_dir, running_system  # noqa: F401
+from tests.master_support import (  # noqa: F401
+    ADMIN,
+    TINY_LAYERS,
+    Trainer,
+    copy_store,
+    mnist_dir,
+    running_system,
+)
 from tests.raw_clients import (
-    chunked_head_and, closed_by_server, masked_frame, oversized_ws_frame, peak_rss, post_streamed, read_answer, request_head,
+    chunked_head_and,
+    closed_by_server,
+    masked_frame,
+    oversized_ws_frame,
+    peak_rss,
+    post_streamed,
+    read_answer,
+    request_head,
     reset_peak_rss,
 )
 
@@ -120,7 +132,7 @@ async def test_headers_sent_a_byte_at_a_time_are_cut_off(hardened):
             break
         try:
             data = await asyncio.wait_for(reader.read(1 << 16), 0.01)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
         assert data.startswith(b"HTTP/1.1 408") or data == b"", data
         closed = True

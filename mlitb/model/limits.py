@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlitb.model.engine import Net
-from mlitb.model.spec import SpecError
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class ModelLimits:
 
 
 class ModelTooLarge(ValueError):
-    """A model over a limit; `field` is the limit's subject ('layers'), the message names the setting."""
+    """A model over a limit; the message says by how much and names the setting that raises it."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -41,6 +40,3 @@ def checked_net(layer_defs: Any, limits: ModelLimits) -> Net:
         raise ModelTooLarge(f"has {net.param_count:,} parameters; this master accepts at most "
                             f"{limits.max_params:,} (MLITB_MAX_PARAMS), which a volunteer's browser can hold")
     return net
-
-
-__all__ = ["ModelLimits", "ModelTooLarge", "SpecError", "checked_net"]
