@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mlitb.model import Net, SpecError
+from mlitb.model.limits import ModelLimits, ModelTooLarge, checked_net
 from mlitb.optim import OPTIMIZERS, optimizer_defaults
 from mlitb.validate import (
     FieldError,
@@ -89,26 +90,41 @@ def new_project_id(name: str) -> str:
     return f"{slug}-{secrets.token_hex(4)}"
 
 
-def check_layers(layers: Any) -> Net:
-    """Build the net or raise ValidationError naming the layer index and field."""
+def check_layers(layers: Any, limits: ModelLimits = ModelLimits()) -> Net:
+    """Build the net or raise ValidationError naming the layer index and field, or the limit it is over."""
     try:
-        return Net(layers)
+        return checked_net(layers, limits)
+    except ModelTooLarge as exc:
+        raise ValidationError("layers", exc.message) from exc
     except SpecError as exc:
         # architecture.md: a layer error answers {error, layer, field} with the layer's own field.
         raise ValidationError(exc.field or "layers", exc.message, text=str(exc), layer=exc.index) from exc
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RecursionError) as exc:
         raise ValidationError("layers", f"not a valid list of layer definitions: {exc}") from exc
 
 
+def check_layers_body(raw: bytes, limits: ModelLimits = ModelLimits()) -> Net:
+    """`{"layers": [...]}` as `POST /api/layers/check` sends it, parsed and checked (the app runs this in a
+    thread, after the body limit: parsing is the one costly step an unauthenticated client can ask for)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
+    return check_layers(body.get("layers"), limits)
+
+
 def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_classes: int | None,
-                 default_eval_every: int, iteration_range: tuple[int, int]) -> tuple[ProjectDef, Net]:
+                 default_eval_every: int, iteration_range: tuple[int, int],
+                 model_limits: ModelLimits = ModelLimits()) -> tuple[ProjectDef, Net]:
     """A new project's definition from a POST body; `dataset_shape` None means the dataset does not exist."""
     body = require_object(body, "body")
     name = _name(body, "name")
     dataset = _name(body, "dataset")
     if dataset_shape is None:
         raise ValidationError("dataset", f"no dataset {dataset!r}; upload it to the data server first (GET /datasets lists them)")
-    net = check_layers(body.get("layers"))
+    net = check_layers(body.get("layers"), model_limits)
     if list(net.input_shape) != list(dataset_shape):
         raise ValidationError("layers", f"the input layer is {list(net.input_shape)} (sy, sx, depth) but dataset "
                                         f"{dataset!r} holds images of {list(dataset_shape)} (height, width, channels)", layer=0)
