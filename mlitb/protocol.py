@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mlitb.norms import norm
 from mlitb.work_order import check_batches
 
 PROTOCOL_VERSION = 1
@@ -185,8 +186,8 @@ def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) ->
 
 
 def grad_norm(grad: np.ndarray) -> float:
-    """The Euclidean norm in float64: float32 overflows to inf for large but finite gradients."""
-    return float(np.linalg.norm(grad.astype(np.float64)))
+    """The Euclidean norm, finite for large but finite gradients (a float32 norm overflows to inf)."""
+    return norm(grad)
 
 
 def _int(message: dict[str, Any], name: str, minimum: int) -> int:
