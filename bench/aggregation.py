@@ -2,9 +2,11 @@
 
 Per (P, K): K random float32 gradient sums with counts. "sum (today)" is the
 master's current path (np.add of each result into one running sum, then /Σcount);
-every other row first stacks each result's mean (grad_sum / count) into a (K, P)
-matrix as results arrive, then calls mlitb.master.aggregation.aggregate with that
-rule (weights, client norms in float64, history bound, diagnostics included).
+the next three stack each result's mean (grad_sum / count) into a (K, P)
+matrix as results arrive, then call mlitb.master.aggregation.aggregate with that
+rule (weights, client norms, history bound, diagnostics included); "clip (stream)"
+folds each result into mlitb.master.aggregation.ClipStream as it arrives (O(P)
+memory, the clip radius from the previous iteration) and finishes it.
 Median of several repetitions, measured side by side in one run; ratio = row / today.
 
     python bench/aggregation.py
@@ -18,7 +20,7 @@ import time
 
 import numpy as np
 
-from mlitb.master.aggregation import AggregationSettings, NormHistory, aggregate, client_weights
+from mlitb.master.aggregation import AggregationSettings, ClipStream, NormHistory, aggregate, client_weights
 
 SIZES = {"softmax": 7_850, "mlp": 407_050}
 CLIENTS = (8, 32)
@@ -43,6 +45,14 @@ def robust(rule: str):
         return aggregate(stack, weights, settings, previous, history).gradient
 
     return run
+
+
+def streamed(grads: list[np.ndarray], counts: list[int], previous: np.ndarray, tau: float,
+             history: NormHistory) -> np.ndarray:
+    stream = ClipStream(previous, tau, total_allocated=sum(counts))
+    for g, c in zip(grads, counts):
+        stream.add(g, c, cap=c)
+    return stream.finish(history)[0].gradient
 
 
 def timed(fn, *args) -> float:
@@ -71,6 +81,11 @@ def main() -> None:
                 history.record(float(np.linalg.norm(previous)))
                 ms = timed(robust(rule), grads, counts, stack, previous, history)
                 rows.append({"net": name, "P": p, "K": k, "rule": rule, "ms": ms, "ratio": ms / base})
+            history = NormHistory()
+            history.record(float(np.linalg.norm(previous)))
+            tau = float(np.median([np.linalg.norm(g / c - previous) for g, c in zip(grads, counts)]))
+            ms = timed(streamed, grads, counts, previous, tau, history)
+            rows.append({"net": name, "P": p, "K": k, "rule": "clip (stream)", "ms": ms, "ratio": ms / base})
     print(f"{'net':8} {'P':>8} {'K':>3}  {'rule':14} {'ms':>8} {'× today':>8}")
     for r in rows:
         print(f"{r['net']:8} {r['P']:8,} {r['K']:3}  {r['rule']:14} {r['ms']:8.2f} {r['ratio']:8.2f}")

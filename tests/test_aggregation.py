@@ -84,3 +84,32 @@ def test_bad_settings_are_refused_naming_the_field():
         AggregationSettings(rule="krum")
     with pytest.raises(ValueError, match="trim_fraction"):
         AggregationSettings(trim_fraction=0.5)
+
+
+def test_the_stream_matches_the_matrix_form_and_bounds_attackers():
+    from mlitb.master.aggregation import ClipStream
+    rng = np.random.default_rng(4)
+    counts = [64, 32, 128, 64, 64, 100, 64, 50]
+    clean = honest(8, seed=5)
+    previous = clean.mean(axis=0) * 0.9
+    tau = 0.5 * float(np.median(row_norms(clean, previous)))  # some clients clipped
+    stream = ClipStream(previous, tau, total_allocated=sum(counts))
+    for m, c in zip(clean, counts):
+        stream.add(m * np.float32(c), c, cap=c)
+    got, next_tau = stream.finish(NormHistory())
+    weights = np.array(counts, float) / sum(counts)
+    d = row_norms(clean, previous)
+    s = np.minimum(1.0, tau / d)
+    expected = previous + ((weights * s)[:, None] * (clean - previous)).sum(axis=0)
+    np.testing.assert_allclose(got.gradient, expected, rtol=1e-4, atol=1e-5)
+    assert [c.distance for c in got.clients] == pytest.approx(d, rel=1e-4)
+    assert next_tau == pytest.approx(float(np.median(d)) * 2.0, rel=1e-4)
+    attacked = ClipStream(previous, tau, total_allocated=8 * 64)
+    attacked.add(clean[0] * 64 * 1000, 64, cap=64)  # scaled ×1000
+    attacked.add(-clean[1] * 10**6, 10**6, cap=64)  # sign-flipped, count inflated to match
+    for m in clean[2:]:
+        attacked.add(m * 64, 64, cap=64)
+    got, _ = attacked.finish(NormHistory())
+    assert np.linalg.norm(got.gradient - clean.mean(axis=0)) < 0.2 * np.linalg.norm(clean.mean(axis=0))
+    assert got.clients[0].clipped and got.clients[0].outlier
+    assert got.clients[1].clipped and got.clients[1].weight == pytest.approx(1 / 8)  # its 10**6 counts as 64

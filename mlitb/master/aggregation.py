@@ -192,3 +192,79 @@ def _centered_clip(means: np.ndarray, weights: np.ndarray, settings: Aggregation
         coef = weights * scale  # v + Σ coefᵢ (mᵢ − v) = v (1 − Σ coef) + Σ coefᵢ mᵢ
         v = v * np.float32(1.0 - coef.sum()) + coef.astype(np.float32) @ means
     return v, distances, scale < 1.0
+
+
+@dataclass
+class ClipStream:
+    """Centered clipping one result at a time in O(P) memory: the form the loop's reduce step can run.
+
+    Each client's mean mᵢ = gᵢ / cᵢ is clipped against `centre` (the previous
+    aggregate) with radius `tau`, taken from the previous iteration's distances
+    (`finish` returns the next one), so a result is folded in as it arrives:
+    ‖mᵢ − v‖² = ‖gᵢ‖²/cᵢ² − 2 gᵢ·v/cᵢ + ‖v‖² (two dot products, no copy), and
+    Σ wᵢsᵢ(mᵢ − v) = Σ (wᵢsᵢ/cᵢ) gᵢ − (Σ wᵢsᵢ) v (one scaled add). Weights are
+    min(count, cap, max_share × `total_allocated`). With `tau` None (the first
+    iteration) the means are kept and `finish` runs `aggregate` on them.
+    """
+
+    centre: np.ndarray
+    tau: float | None
+    total_allocated: int
+    settings: AggregationSettings = field(default_factory=AggregationSettings)
+
+    def __post_init__(self) -> None:
+        self.centre = np.asarray(self.centre, np.float32)
+        self._sum = np.zeros_like(self.centre)
+        self._buf = np.empty_like(self.centre)
+        self._centre_sq = norm(self.centre) ** 2
+        self._coef = 0.0
+        self._weights: list[float] = []
+        self._norms: list[float] = []
+        self._distances: list[float] = []
+        self._clipped: list[bool] = []
+        self._rows: list[np.ndarray] = []
+
+    def add(self, grad_sum: np.ndarray, count: int, cap: int) -> None:
+        """Fold in one accepted result (its gradient sum, claimed count, allocated examples)."""
+        w = float(min(count, cap, self.settings.max_share * self.total_allocated)) if self.total_allocated else float(min(count, cap))
+        g_norm = norm(grad_sum)
+        self._weights.append(w)
+        self._norms.append(g_norm / count)
+        if self.tau is None:
+            self._rows.append(np.multiply(grad_sum, np.float32(1.0 / count)))
+            return
+        gv = float(np.dot(grad_sum, self.centre))
+        distance = float(np.sqrt(max(g_norm**2 / count**2 - 2.0 * gv / count + self._centre_sq, 0.0)))
+        s = min(1.0, self.tau / distance) if distance > 0 else 1.0
+        self._distances.append(distance)
+        self._clipped.append(s < 1.0)
+        self._coef += w * s
+        np.multiply(grad_sum, np.float32(w * s / count), out=self._buf)
+        np.add(self._sum, self._buf, out=self._sum)
+
+    def finish(self, history: NormHistory) -> tuple[Aggregate, float | None]:
+        """The aggregate (history-bounded, recorded) and the clip radius for the next iteration's stream."""
+        if not self._weights:
+            raise ValueError("aggregation needs at least one result")
+        weights = np.asarray(self._weights) / sum(self._weights)
+        if self.tau is None:
+            settings = AggregationSettings(**{**self.settings.__dict__, "rule": "centered_clip"})
+            result = aggregate(np.stack(self._rows), weights, settings, self.centre, history)
+            return result, float(np.median([c.distance for c in result.clients])) * self.settings.clip_factor
+        total = sum(self._weights)
+        v = self.centre * np.float32(1.0 - self._coef / total) + self._sum * np.float32(1.0 / total)
+        size = norm(v)
+        bound = history.bound(self.settings.norm_factor)
+        scaled = 1.0
+        if bound is not None and size > bound > 0:
+            scaled = bound / size
+            v *= np.float32(scaled)
+            size = bound
+        history.record(size)
+        median_norm = float(np.median(self._norms))
+        clients = tuple(
+            ClientDiagnostics(float(w), n, d, c, bool(median_norm > 0 and n > median_norm * self.settings.outlier_factor))
+            for w, n, d, c in zip(weights, self._norms, self._distances, self._clipped)
+        )
+        next_tau = float(np.median(self._distances)) * self.settings.clip_factor
+        return Aggregate(v, size, scaled, clients), next_tau
