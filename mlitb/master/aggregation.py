@@ -224,10 +224,14 @@ class ClipStream:
         self._clipped: list[bool] = []
         self._rows: list[np.ndarray] = []
 
-    def add(self, grad_sum: np.ndarray, count: int, cap: int) -> None:
-        """Fold in one accepted result (its gradient sum, claimed count, allocated examples)."""
+    def add(self, grad_sum: np.ndarray, count: int, cap: int, grad_norm: float | None = None) -> None:
+        """Fold in one accepted result (its gradient sum, claimed count, allocated examples).
+
+        `grad_norm` is ‖grad_sum‖ when the caller has it already (protocol.grad_norm at parse time):
+        it saves one pass over P.
+        """
         w = float(min(count, cap, self.settings.max_share * self.total_allocated)) if self.total_allocated else float(min(count, cap))
-        g_norm = norm(grad_sum)
+        g_norm = norm(grad_sum) if grad_norm is None else float(grad_norm)
         self._weights.append(w)
         self._norms.append(g_norm / count)
         if self.tau is None:
