@@ -3,7 +3,7 @@
 A result covers a prefix of this order, so the master knows exactly which
 examples a claimed count stands for, bounds the count by what the trainer
 holds, and can recompute any result bit for bit (verifier.py). The same
-definition lives in mlitb/static/js/work-order.js; tests/vectors/work_order.json
+definition lives in mlitb/static/js/work-order.js; tests/vectors/order/work_order.json
 pins the two together. docs/protocol.md (`work`/`result`) is the spec:
 
 * the work's examples are its shards' examples concatenated in the order the

@@ -10,7 +10,7 @@ import pytest
 
 from mlitb.work_order import MAX_BATCHES, batch_seed, batch_seeds, check_batches, example_order, locate, prefix
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "work_order.json").read_text())["cases"]
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "order" / "work_order.json").read_text())["cases"]
 
 
 def mulberry32_scalar(seed: int):

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { batchSeed, exampleOrder, locator } from "../../mlitb/static/js/work-order.js";
 
-const { cases } = JSON.parse(readFileSync(new URL("../vectors/work_order.json", import.meta.url)));
+const { cases } = JSON.parse(readFileSync(new URL("../vectors/order/work_order.json", import.meta.url)));
 
 for (const c of cases) {
   test(`work order matches the Python vectors: counts ${c.counts.slice(0, 3)} seed ${c.seed}`, () => {

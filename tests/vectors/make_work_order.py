@@ -1,4 +1,4 @@
-"""Writes tests/vectors/work_order.json from mlitb/work_order.py (run: python3 -m tests.vectors.make_work_order).
+"""Writes tests/vectors/order/work_order.json from mlitb/work_order.py (run: python3 -m tests.vectors.make_work_order).
 
 The JS test (tests/js/work_order.test.mjs) and the Python test both check
 these vectors, so the two implementations cannot drift apart unnoticed.
@@ -38,7 +38,7 @@ def main() -> None:
             "batches": batches,
             "batch_seeds": batch_seeds(seed, batches),
         })
-    path = Path(__file__).with_name("work_order.json")
+    path = Path(__file__).parent / "order" / "work_order.json"  # apart from the engine vectors (*.json here)
     path.write_text("{\"cases\": [\n" + ",\n".join(json.dumps(c) for c in cases) + "\n]}\n")
 
 

@@ -2,7 +2,7 @@
 // the listed shards' examples concatenated in list order, permuted by
 // Fisher–Yates from mulberry32(seed); batch b starting at position p uses
 // dropout seed (seed + 0x9E3779B9·p) mod 2^32. Mirrors mlitb/work_order.py bit
-// for bit (tests/vectors/work_order.json), so the master can recompute a result.
+// for bit (tests/vectors/order/work_order.json), so the master can recompute a result.
 
 import { mulberry32 } from "../engine/rng.js";
 
