@@ -29,10 +29,10 @@ from mlitb.master.definition import ProjectDef
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
 from mlitb.master.runtime import CheckRequest, ProjectError, ProjectRuntime
-from mlitb.master.verification import Claim, VerifySettings, Work
-from mlitb.master.verifier import Verifier
 from mlitb.master.settings import Settings
 from mlitb.master.supervision import RestartPolicy, supervise
+from mlitb.master.verification import Claim, VerifySettings, Work
+from mlitb.master.verifier import Verifier
 from mlitb.protocol import Hello, ProtocolError, error_frame
 from mlitb.store import Store
 from mlitb.tasks import log_crash

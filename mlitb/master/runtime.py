@@ -13,8 +13,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,9 +22,13 @@ import numpy as np
 
 from mlitb.data.manifest import Manifest
 from mlitb.master import allocation as alloc
-from mlitb.master import latency
-from mlitb.master import trust
-from mlitb.master.aggregation import Aggregate, AggregationSettings, NormHistory, Reduction
+from mlitb.master import latency, trust
+from mlitb.master.aggregation import (
+    Aggregate,
+    AggregationSettings,
+    NormHistory,
+    Reduction,
+)
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
