@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--project", metavar="ID", help="project id (default: the master's default project)")
     worker.add_argument("--threads", type=int, default=1, help="trainer connections (one process each)")
     worker.add_argument("--cache-dir", metavar="DIR", help="where shards are kept (default ~/.cache/mlitb)")
+    worker.add_argument("--name", help="how this machine is shown on the project's contributors table")
     # Test knobs: make a real worker behave like a far-away client or a slow CPU.
     worker.add_argument("--extra-latency-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     worker.add_argument("--slowdown", type=float, default=1.0, help=argparse.SUPPRESS)
