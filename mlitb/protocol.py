@@ -38,6 +38,8 @@ class ClientInfo:
     engine: str = "unknown"
     cores: int = 1
     agent: str = ""
+    adapter: str = ""  # the GPU's description when the engine is webgpu
+    examples_per_s: float = 0.0  # the engine's calibrated speed on the project's net (0: not measured)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
         engine=_text_or(raw.get("engine"), "unknown"),
         cores=cores if isinstance(cores, int) and 0 < cores < 4096 else 1,
         agent=_text_or(raw.get("agent"), ""),
+        adapter=_text_or(raw.get("adapter"), ""),
+        examples_per_s=_rate_or_zero(raw.get("examples_per_s")),
     )
     try:
         cached = _shard_ids(message, "cached") if "cached" in message else ()
@@ -211,6 +215,13 @@ def _short_text(value: Any) -> bool:
 
 def _text_or(value: Any, default: str) -> str:
     return value[:MAX_TEXT] if isinstance(value, str) else default
+
+
+def _rate_or_zero(value: Any) -> float:
+    """A calibrated examples/s as sent, or 0.0 when it is not a sane non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value) if math.isfinite(value) and 0 <= value < 1e9 else 0.0
 
 
 def error_frame(code: str, message: str, fatal: bool = False) -> bytes:

@@ -61,3 +61,22 @@ test("bad labels and params are refused with the reason", () => {
   assert.match(report.refusals[0], /^labels: labels must be in \[0, 3\), got 7 at 0/);
   assert.match(report.refusals[1], /^params: params must have \d+ floats, got \d+/);
 });
+
+test("auto choice refuses a fallback adapter and says why; the volunteer can force WebGPU", () => {
+  assert.equal(report.auto.engine, "wasm-simd");
+  assert.match(report.auto.notes.join("; "), /only a fallback adapter \(.*swiftshader/i);
+  assert.ok(report.auto.rate > 0);
+  assert.equal(report.forced.engine, "webgpu");
+  assert.match(report.forced.adapter, /swiftshader/i);
+  assert.ok(report.forced.rate > 0);
+});
+
+test("a lost GPU device hands over to the WASM engine, which redoes the call", () => {
+  const r = report.forced;
+  assert.equal(r.backendBefore, "webgpu");
+  assert.equal(r.backendAfter, "wasm-simd");
+  assert.equal(r.changes.length, 1, JSON.stringify(r.changes));
+  assert.equal(r.changes[0][0], "wasm-simd");
+  assert.match(r.fallbackReason, /lost|destroy/i);
+  assert.ok(r.gradRelError <= 1e-4, `the CPU engine's gradient differs by ${r.gradRelError}`);
+});

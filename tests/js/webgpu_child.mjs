@@ -70,5 +70,26 @@ const EVERYTHING = [
   }
   report.refusals = refusals;
 }
+// the engine choice: auto refuses SwiftShader (a fallback adapter), "webgpu" forces it,
+// and a lost device hands the work to the WASM engine, the call redone there
+{
+  const { chooseEngine } = await import("../../mlitb/static/engine/choose.js");
+  const auto = await chooseEngine(EVERYTHING, { gpu: gpu.gpu, choice: "auto", batch: 8 });
+  report.auto = { engine: auto.engine, notes: auto.notes, rate: auto.examplesPerSecond };
+  const changes = [];
+  const forced = await chooseEngine(EVERYTHING, { gpu: gpu.gpu, choice: "webgpu", batch: 8, onChange: (engine, why) => changes.push([engine, why]) });
+  const n = 9, u = mulberry32(11), params = forced.net.initParams(4);
+  const x = Float32Array.from({ length: n * 126 }, () => u() * 2 - 1);
+  const labels = Array.from({ length: n }, () => Math.floor(u() * 3));
+  const onGpu = await forced.net.gradient(params, x, labels, n, { seed: 5 });
+  const backendBefore = forced.net.backend;
+  forced.net.gpu.destroy();
+  const onCpu = await forced.net.gradient(params, x, labels, n, { seed: 5 });
+  report.forced = {
+    engine: forced.engine, adapter: forced.adapter, rate: forced.examplesPerSecond, backendBefore,
+    backendAfter: forced.net.backend, changes, fallbackReason: forced.net.fallbackReason,
+    gradRelError: relError(onCpu.gradSum, onGpu.gradSum),
+  };
+}
 console.log(JSON.stringify(report));
 process.exit(0);

@@ -170,7 +170,6 @@ export async function createGpuNet(layerDefs, { device, description = "", maxBat
   }
 
   function checkBatch(x, n) {
-    if (lostReason) throw new Error(lostReason);
     if (!Number.isInteger(n) || n < 0) throw new Error(`n must be a non-negative integer, got ${n}`);
     if (!x || x.length < n * inSize) throw new Error(`x must hold ${n}×${inSize} floats, got ${x?.length}`);
   }
@@ -213,8 +212,16 @@ export async function createGpuNet(layerDefs, { device, description = "", maxBat
     return data;
   }
 
+  // calls run one after another; a lost device rejects them (the caller's mistakes throw at once)
   let busy = Promise.resolve();
-  const serial = (fn) => (busy = busy.then(fn, fn));
+  function serial(fn) {
+    const run = busy.then(() => {
+      if (lostReason) throw new Error(lostReason);
+      return fn();
+    });
+    busy = run.catch(() => {});
+    return run;
+  }
 
   function gradient(p, x, y, n, { seed = 0 } = {}) {
     checkBatch(x, n);

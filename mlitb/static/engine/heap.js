@@ -10,24 +10,39 @@ const PAGE = 65536;
 
 let compiled;
 
+// The kernels' module, or { failed } with what went wrong: a missing or broken
+// kernels.wasm is a deployment mistake worth 9× speed, so it is named, not hidden.
 async function compileKernels() {
+  if (typeof WebAssembly !== "object") return { failed: "no WebAssembly here" };
+  const url = new URL("./kernels.wasm", import.meta.url);
+  let bytes;
   try {
-    const url = new URL("./kernels.wasm", import.meta.url);
-    const bytes = url.protocol === "file:"
-      ? await (await import("node:fs/promises")).readFile(url)
-      : await (await fetch(url)).arrayBuffer();
-    return await WebAssembly.compile(bytes);
-  } catch {
-    return null; // no WebAssembly SIMD here (or no wasm at all): plain JS
+    if (url.protocol === "file:") {
+      bytes = await (await import("node:fs/promises")).readFile(url);
+    } else {
+      const response = await fetch(url);
+      if (!response.ok) return { failed: `kernels.wasm failed: ${response.status}` };
+      bytes = await response.arrayBuffer();
+    }
+  } catch (e) {
+    return { failed: `kernels.wasm failed: ${e.code ?? e.message}` };
+  }
+  try {
+    return { module: await WebAssembly.compile(bytes) };
+  } catch (e) {
+    // a browser without WebAssembly SIMD refuses a good binary too
+    return { failed: `kernels.wasm failed: ${e.name}: ${e.message}`.slice(0, 160) };
   }
 }
 
 const withMath = (k) => ({ ...k, ...jsMathKernels(k.f) });
 
+// kind: "wasm-simd", "js" (asked for), or "js-fallback (kernels.wasm failed: …)"
 export async function openHeap(simd) {
-  const module = simd ? await (compiled ??= compileKernels()) : null;
+  const { module, failed } = simd ? await (compiled ??= compileKernels()) : {};
   if (!module) {
-    return { kind: "js", base: 16, reserve: (bytes) => withMath(jsKernels(new ArrayBuffer(bytes))) };
+    const kind = failed ? `js-fallback (${failed})` : "js";
+    return { kind, base: 16, reserve: (bytes) => withMath(jsKernels(new ArrayBuffer(bytes))) };
   }
   const { exports } = await WebAssembly.instantiate(module, {});
   const base = (exports.__heap_base.value + 15) & ~15;
