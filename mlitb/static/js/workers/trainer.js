@@ -2,7 +2,7 @@
 // worker; for each `work`, computes gradients with the JS engine until the
 // budget runs out and sends their sum. Reports what it does to the boss.
 
-import { createNet } from "../../engine/net.js";
+import { chooseEngine } from "../../engine/choose.js";
 import { float32 } from "../msgpack.js";
 import { MasterSocket } from "../master-socket.js";
 import { ExampleSampler, normalizationTable } from "../examples.js";
@@ -12,7 +12,7 @@ const MAX_BATCH = 128;
 const FIRST_BATCH = 4;
 const FINAL_CODES = new Set(["unknown_project", "protocol_version"]);
 
-let socket, dataPort, net, netLayers, options;
+let socket, dataPort, net, netLayers, options, engine = null;
 let project = null, dataset = null, limits = { cache_shards: 64 };
 let params = null, paramsIteration = -1;
 let assigned = [];
@@ -23,6 +23,7 @@ let sampler = null, samplerKey = "";
 let msPerExample = 0;
 let hidden = false;
 let seedSalt = 0;
+let working = Promise.resolve();
 
 const tell = (message) => self.postMessage(message);
 const setState = (state, detail = "") => tell({ type: "state", state, detail });
@@ -55,7 +56,10 @@ async function start(config) {
       protocol: 1,
       role: "trainer",
       project: config.project,
-      client: { kind: "browser", engine: net?.backend ?? "js", cores: config.cores, agent: config.agent },
+      client: {
+        kind: "browser", engine: net?.backend ?? "js", cores: config.cores, agent: config.agent,
+        adapter: net?.backend === "webgpu" ? engine.adapter : "", examples_per_s: engine?.examplesPerSecond ?? 0,
+      },
       cached: [...new Set([...held.keys(), ...config.cached])],
     }),
     onMessage,
@@ -69,9 +73,16 @@ async function start(config) {
   });
 }
 
+// The engine by calibration on this net (or the volunteer's choice); a lost GPU hands over to WASM.
 async function buildNet(layers) {
-  net = await createNet(layers, { simd: options.simd });
+  const choice = options.simd === false ? "js" : options.engine ?? "auto";
+  engine = await chooseEngine(layers, {
+    choice,
+    onChange: (name, why) => tell({ type: "engine", engine: name, detail: why }),
+  });
+  net = engine.net;
   netLayers = JSON.stringify(layers);
+  tell({ type: "engine", engine: engine.engine, adapter: engine.adapter, examplesPerSecond: engine.examplesPerSecond, detail: engine.notes.join("; ") });
 }
 
 async function onMessage(message) {
@@ -97,7 +108,7 @@ async function onMessage(message) {
       if (held.size) socket.send({ type: "cached", shards: [...held.keys()] });
       break;
     case "work":
-      work(message);
+      working = working.then(() => work(message)); // the WebGPU engine answers asynchronously
       break;
     case "idle":
       setState(message.reason === "paused" ? "paused" : message.reason === "excluded" ? "excluded" : "waiting");
@@ -151,7 +162,7 @@ function samplerFor(ids) {
   return sampler;
 }
 
-function work({ iteration, budget_ms: budgetMs, shards }) {
+async function work({ iteration, budget_ms: budgetMs, shards }) {
   const examples = samplerFor(shards);
   if (!examples || !params || paramsIteration !== iteration) {
     setState("waiting", examples ? "for parameters" : "for data");
@@ -181,7 +192,7 @@ function work({ iteration, budget_ms: budgetMs, shards }) {
     examples.batch(n, x, labels, table);
     const t0 = performance.now();
     const seed = (iteration * 2654435761 + batchIndex++ * 40503 + seedSalt) >>> 0;
-    const g = net.gradient(params, x, labels, n, { seed });
+    const g = await net.gradient(params, x, labels, n, { seed });
     const ms = (performance.now() - t0) / n;
     msPerExample = msPerExample ? 0.7 * msPerExample + 0.3 * ms : ms;
     for (let i = 0; i < P; i++) gradSum[i] += g.gradSum[i];
