@@ -2,11 +2,13 @@
 // Vulkan loader at Chromium's SwiftShader (the loader reads it at start-up):
 // the WebGPU engine on every parity vector, then printed as one JSON line.
 import { readdirSync, readFileSync } from "node:fs";
-import { create, globals } from "webgpu";
+import { createRequire } from "node:module";
 import { openGpu, createGpuNet } from "../../mlitb/static/engine/gpu-net.js";
 import { createNet } from "../../mlitb/static/engine/net.js";
 import { mulberry32 } from "../../mlitb/static/engine/rng.js";
 
+// DAWN=path/to/dawn.node (the GPU machine, no node_modules there) or npm's webgpu
+const { create, globals } = process.env.DAWN ? createRequire(import.meta.url)(process.env.DAWN) : await import("webgpu");
 Object.assign(globalThis, globals);
 const dir = new URL("../vectors/", import.meta.url);
 const floats = (b64) => { const b = Buffer.from(b64, "base64"); return new Float32Array(b.buffer, b.byteOffset, b.length / 4).slice(); };
