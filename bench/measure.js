@@ -4,8 +4,8 @@ import { createNet } from "../mlitb/static/engine/net.js";
 
 const now = () => performance.now();
 
-export async function measure(defs, { simd, batch = 64, seconds = 1.5 }) {
-  const net = await createNet(defs, { simd });
+export async function measure(defs, { simd, relaxed = true, batch = 64, seconds = 1.5 }) {
+  const net = await createNet(defs, { simd, relaxed });
   const size = net.inputShape.reduce((a, b) => a * b);
   let s = 12345;
   const random = () => ((s = (s * 1103515245 + 12345) >>> 0) / 4294967296);
@@ -28,8 +28,9 @@ export async function measure(defs, { simd, batch = 64, seconds = 1.5 }) {
 export async function measureAll(nets, seconds) {
   const out = {};
   for (const [name, defs] of Object.entries(nets)) {
-    for (const simd of [true, false]) {
-      const r = await measure(defs, { simd, seconds });
+    // relaxed SIMD (where the runtime has it), strict SIMD, plain JS; keyed by the backend that ran
+    for (const options of [{ simd: true }, { simd: true, relaxed: false }, { simd: false }]) {
+      const r = await measure(defs, { ...options, seconds });
       out[`${name}/${r.backend}`] = r.examplesPerSecond;
     }
   }
