@@ -19,9 +19,9 @@ export const hasRelaxedSimd = () => typeof WebAssembly === "object" && WebAssemb
 // kernels.wasm is a deployment mistake worth 9× speed, so it is named, not hidden.
 async function compileKernels(file) {
   if (typeof WebAssembly !== "object") return { failed: "no WebAssembly here" };
-  const url = new URL(`./${file}`, import.meta.url);
   let bytes;
   try {
+    const url = new URL(`./${file}`, import.meta.url); // throws in a data: module (the standalone closure page)
     if (url.protocol === "file:") {
       bytes = await (await import("node:fs/promises")).readFile(url);
     } else {

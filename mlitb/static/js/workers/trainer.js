@@ -108,7 +108,8 @@ async function onMessage(message) {
       if (held.size) socket.send({ type: "cached", shards: [...held.keys()] });
       break;
     case "work":
-      working = working.then(() => work(message)); // the WebGPU engine answers asynchronously
+      // one at a time: the WebGPU engine answers asynchronously
+      working = working.then(() => work(message)).catch((e) => tell({ type: "error", code: "engine", message: `training failed: ${e.message}` }));
       break;
     case "idle":
       setState(message.reason === "paused" ? "paused" : message.reason === "excluded" ? "excluded" : "waiting");
@@ -169,6 +170,7 @@ async function work({ iteration, budget_ms: budgetMs, shards }) {
     return;
   }
   setState("training");
+  const iterationParams = params; // a params frame may arrive while a gradient is awaited
   const started = performance.now();
   const deadline = started + budgetMs;
   const inputSize = examples.shards[0].pixels.length / examples.shards[0].count;
@@ -192,7 +194,7 @@ async function work({ iteration, budget_ms: budgetMs, shards }) {
     examples.batch(n, x, labels, table);
     const t0 = performance.now();
     const seed = (iteration * 2654435761 + batchIndex++ * 40503 + seedSalt) >>> 0;
-    const g = await net.gradient(params, x, labels, n, { seed });
+    const g = await net.gradient(iterationParams, x, labels, n, { seed });
     const ms = (performance.now() - t0) / n;
     msPerExample = msPerExample ? 0.7 * msPerExample + 0.3 * ms : ms;
     for (let i = 0; i < P; i++) gradSum[i] += g.gradSum[i];
