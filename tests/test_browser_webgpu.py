@@ -126,7 +126,7 @@ async def test_a_volunteer_with_webgpu_forced_trains_the_demo_project(system, br
 async def test_a_missing_kernels_wasm_is_reported_not_hidden(system, browser):
     project = await system.create_project(name="no wasm")
     volunteer_context, researcher_context = await new_context(browser), await new_context(browser, token=TOKEN)
-    await volunteer_context.route("**/engine/kernels.wasm", lambda route: route.fulfill(status=404, body="not here"))
+    await volunteer_context.route("**/engine/kernels*.wasm", lambda route: route.fulfill(status=404, body="not here"))
     try:
         volunteer = await open_page(volunteer_context, f"{system.master_url}/?project={project['id']}&engine=wasm")
         page = volunteer.page
