@@ -114,6 +114,7 @@ export function withCpuFallback(gpuNet, cpu, onChange) {
   return {
     get backend() { return current.backend; },
     get fallbackReason() { return reason; },
+    get maxBatch() { return current.maxBatch; }, // the GPU's chunk; the CPU engine leaves it to the trainer
     gpu: gpuNet,
     layers: cpu.layers,
     layout: cpu.layout,

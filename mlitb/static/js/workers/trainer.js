@@ -182,7 +182,7 @@ async function work({ iteration, budget_ms: budgetMs, shards }) {
   for (;;) {
     const left = deadline - performance.now();
     let n = msPerExample ? Math.floor((0.9 * left) / msPerExample) : FIRST_BATCH;
-    n = Math.min(MAX_BATCH, n);
+    n = Math.min(net.maxBatch ?? MAX_BATCH, n); // a GPU engine takes larger batches
     if (n < 1) {
       if (count > 0) break;
       n = 1;
