@@ -16,7 +16,13 @@ import msgpack
 import numpy as np
 
 from mlitb.norms import norm
-from mlitb.validate import FieldError, require_bool, require_int, require_number
+from mlitb.validate import (
+    FieldError,
+    is_number,
+    require_bool,
+    require_int,
+    require_number,
+)
 from mlitb.work_order import check_batches
 
 PROTOCOL_VERSION = 1
@@ -44,6 +50,8 @@ class ClientInfo:
     agent: str = ""
     volunteer: str = ""  # the id a volunteer's browser keeps (or `mlitb worker --name`'s): credit goes to it
     name: str = ""  # how the volunteer wants to be shown
+    adapter: str = ""  # the GPU's description when the engine is webgpu
+    examples_per_s: float = 0.0  # the engine's calibrated speed on the project's net (0: not measured)
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,8 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
         agent=_text_or(raw.get("agent"), ""),
         volunteer=_text_or(raw.get("volunteer"), "")[:MAX_VOLUNTEER],
         name=_text_or(raw.get("name"), "")[:MAX_VOLUNTEER].strip(),
+        adapter=_text_or(raw.get("adapter"), ""),
+        examples_per_s=_rate_or_zero(raw.get("examples_per_s")),
     )
     try:
         cached = _shard_ids(message, "cached") if "cached" in message else ()
@@ -215,6 +225,11 @@ def _short_text(value: Any) -> bool:
 
 def _text_or(value: Any, default: str) -> str:
     return value[:MAX_TEXT] if isinstance(value, str) else default
+
+
+def _rate_or_zero(value: Any) -> float:
+    """A calibrated examples/s as sent, or 0.0 when it is not a sane non-negative number."""
+    return float(value) if is_number(value) and 0 <= value < 1e9 else 0.0
 
 
 # ------------------------------------------------------------ frames the master sends

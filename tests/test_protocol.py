@@ -37,6 +37,20 @@ def test_hello_parses_with_defaults():
     assert (msg.role, msg.project, msg.client.kind, msg.client.cores, msg.cached) == ("trainer", "p1", "python", 4, ("s1",))
 
 
+def test_hello_carries_the_engine_its_gpu_and_its_calibrated_speed():
+    client = {"kind": "browser", "engine": "webgpu", "adapter": "nvidia ampere", "examples_per_s": 1234.5}
+    info = parse(hello(client=client)).client
+    assert (info.engine, info.adapter, info.examples_per_s) == ("webgpu", "nvidia ampere", 1234.5)
+    plain = parse(hello()).client
+    assert (plain.adapter, plain.examples_per_s) == ("", 0.0)
+
+
+@pytest.mark.parametrize("rate", [-1, float("nan"), float("inf"), 1e12, "fast", True, None])
+def test_hello_with_an_insane_speed_reads_as_not_measured(rate):
+    info = parse(hello(client={"kind": "browser", "examples_per_s": rate, "adapter": "x" * 5000})).client
+    assert info.examples_per_s == 0.0
+    assert len(info.adapter) == 200
+
 def test_result_round_trip_keeps_float32_bits():
     grad = np.array([1.5, -2.25, 3e-8, 0.0, 7.0], dtype=np.float32)
     msg = parse(result_frame(3, grad, 10, 4.5, 7, 12.5))

@@ -30,8 +30,8 @@ from mlitb.master.aggregation import (
     Reduction,
 )
 from mlitb.master.checkpoint import Checkpoint
-from mlitb.master.credit import Ledger
 from mlitb.master.connection import Connection
+from mlitb.master.credit import Ledger
 from mlitb.master.definition import ProjectDef
 from mlitb.master.settings import Settings
 from mlitb.model import Net

@@ -15,13 +15,15 @@ export function defaultTrainerCount() {
 
 export class Boss extends EventTarget {
   // project: {id, layers, dataset}; track: run the stats worker too
-  constructor(project, { trainers = defaultTrainerCount(), track = false, simd = true } = {}) {
+  // engine: "auto" (calibrated), or the volunteer's "webgpu", "wasm" or "js"
+  constructor(project, { trainers = defaultTrainerCount(), track = false, simd = true, engine = "auto" } = {}) {
     super();
     this.project = project;
     this.datasetId = typeof project.dataset === "string" ? project.dataset : project.dataset?.id;
     this.wanted = trainers;
     this.track = track;
     this.simd = simd;
+    this.engine = engine;
     this.trainers = [];
     this.tracker = null;
     this.data = null;
@@ -94,6 +96,7 @@ export class Boss extends EventTarget {
         cached: this.cachedIds,
         hidden: document.hidden,
         simd: this.simd,
+        engine: this.engine,
         cores: navigator.hardwareConcurrency || 1,
         agent: navigator.userAgent.slice(0, 200),
         volunteer: volunteerId(),
@@ -115,6 +118,11 @@ export class Boss extends EventTarget {
         trainer.clientId = message.clientId;
         if (!trainer.clientIds.includes(message.clientId)) trainer.clientIds.push(message.clientId);
         trainer.engine = message.engine;
+        break;
+      case "engine":
+        trainer.engine = message.engine;
+        trainer.engineDetail = message.detail;
+        if (message.adapter !== undefined) Object.assign(trainer, { adapter: message.adapter, calibrated: message.examplesPerSecond });
         break;
       case "cached":
         trainer.cached = message.count;

@@ -123,6 +123,14 @@ function drawCharts() {
   charts.rate.setData([metrics.filter((m) => m.examples_per_s != null).map((m) => [m.iteration, m.examples_per_s])]);
 }
 
+// The engine, its GPU and calibrated speed on hover; a CPU engine that fell back to plain JS is a warning.
+function engineCell(w) {
+  const fallback = (w.engine ?? "").startsWith("js-fallback");
+  const title = [w.adapter, w.calibrated_examples_per_s ? `${formatRate(w.calibrated_examples_per_s)} examples/s calibrated` : "",
+    fallback ? "kernels.wasm did not load on this worker: it trains about 9× slower; check the deployment" : ""].filter(Boolean).join(" · ");
+  return element("td", { text: `${fallback ? "⚠ " : ""}${w.engine ?? "–"}`, title, style: fallback ? "color: var(--warn); font-weight: 600" : undefined, "data-engine": w.engine ?? "" });
+}
+
 function drawWorkers() {
   const workers = project.workers || [];
   $("workers").tBodies[0].replaceChildren(
@@ -130,7 +138,7 @@ function drawWorkers() {
       element("tr", { "data-kind": w.kind || "" },
         element("td", { text: w.id }),
         element("td", { text: w.kind ?? "–" }),
-        element("td", { text: w.engine ?? "–" }),
+        engineCell(w),
         element("td", { text: w.role ?? "trainer" }),
         element("td", {}, element("span", { class: `badge ${w.state}`, text: w.state ?? "–" })),
         element("td", { class: "num", text: formatMs(w.latency_ms) }),

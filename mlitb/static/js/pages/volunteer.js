@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 const list = $("projects");
 const button = $("contribute");
 const trainersInput = $("trainers");
+const engineSelect = $("engine");
 const message = $("message");
 let boss = null;
 let accepted = new Map();
@@ -23,6 +24,7 @@ const cores = navigator.hardwareConcurrency || 1;
 
 trainersInput.max = cores;
 trainersInput.value = capTrainers(defaultTrainerCount(), cores).count;
+engineSelect.value = new URLSearchParams(location.search).get("engine") || "auto";
 
 function selectedProject() {
   return list.querySelector("input[name=project]:checked")?.value || null;
@@ -84,13 +86,14 @@ async function contribute() {
   button.disabled = true;
   try {
     const project = await api.project(id);
-    boss = new Boss(project, { trainers: capTrainersInput() });
+    boss = new Boss(project, { trainers: capTrainersInput(), engine: engineSelect.value });
     tally.endSession();
     boss.addEventListener("change", queueDraw);
     await boss.start();
     button.textContent = "Stop";
     button.classList.add("danger");
     list.querySelectorAll("input").forEach((input) => (input.disabled = true));
+    engineSelect.disabled = true;
     pollTimer = setInterval(pollAccepted, 2000);
     $("clear-cache").disabled = true;
   } catch (error) {
@@ -112,6 +115,7 @@ function stop() {
   button.textContent = "Contribute";
   button.classList.remove("danger");
   list.querySelectorAll("input").forEach((input) => (input.disabled = false));
+  engineSelect.disabled = false;
   queueDraw();
   boss = null;
 }
@@ -164,7 +168,7 @@ function draw() {
       element("tr", { "data-client": t.clientId || "" },
         element("td", { text: t.clientId || `#${t.index + 1}` }),
         element("td", { title: t.lastError || t.detail || "" }, element("span", { class: `badge ${t.state}`, text: t.state })),
-        element("td", { text: t.engine || "–" }),
+        element("td", { text: t.engine || "–", title: [t.adapter, t.calibrated ? `${formatRate(t.calibrated)} examples/s calibrated` : "", t.engineDetail].filter(Boolean).join(" · ") }),
         element("td", { class: "num", text: formatRate(t.examplesPerS) }),
         element("td", { class: "num", text: formatCount(t.cached) }),
         element("td", { class: "num", text: formatCount(t.iterations) }),
@@ -182,7 +186,10 @@ function drawConnectionLine(figures) {
   if (dataError && boss) {
     lines.push(`The data server is unreachable (${dataError}); retrying in ${(figures.download.retryInMs / 1000).toFixed(1)} s.`);
   }
+  const slow = (figures.trainers || []).find((t) => t.engine?.startsWith("js-fallback"));
+  if (slow) lines.push(`The fast engine did not load: ${slow.engine}. Training runs at plain-JavaScript speed; tell the site's operator.`);
   const node = $("connection");
+  node.dataset.engineFallback = Boolean(slow);
   node.textContent = lines.join(" ");
   node.classList.toggle("hidden", !lines.length);
   node.dataset.reconnecting = figures.state === "reconnecting";
