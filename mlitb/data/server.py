@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import secrets
 import sys
 
 import uvicorn
 
+from mlitb import logs
 from mlitb.data.app import create_data_app
 from mlitb.config import ConfigError, from_env
 from mlitb.data.limits import Limits
@@ -19,7 +19,7 @@ from mlitb.store import StoreUnavailable, open_store
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted. Admin token from MLITB_ADMIN_TOKEN, else a fresh one printed once."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup(getattr(args, "log_level", "info"))
     token = os.environ.get("MLITB_ADMIN_TOKEN")
     if not token:
         token = secrets.token_urlsafe(18)
@@ -41,6 +41,6 @@ async def _serve(args: argparse.Namespace, token: str, limits: Limits) -> None:
     store = await open_store(args.data_dir, args.redis)
     try:
         app = create_data_app(store, token, limits=limits)
-        await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).serve()
+        await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=getattr(args, "log_level", "info"), log_config=None, proxy_headers=True)).serve()
     finally:
         await store.close()
