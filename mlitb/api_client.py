@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote, urlsplit
+from typing import Any, Self
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
 LOCAL_MASTER = "http://127.0.0.1:8000"
+DATA_PATH = "/data"  # where `mlitb serve` mounts the data API by default (master/one_origin.py)
 
 
 class ApiError(Exception):
@@ -61,7 +62,7 @@ class MasterClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> MasterClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -163,8 +164,17 @@ class MasterClient:
             raise
 
     def data_url(self) -> str:
-        """The data server the master gives to workers (its own /data/ in the one-port setup)."""
-        return str(self.config()["data_url"]).rstrip("/")
+        """The data server the master gives to workers, as an absolute URL.
+
+        In the one-port setup (a data URL ending in /data) the data API is on
+        the master's own origin, so it is reached through the URL this client
+        reached the master at: right even when the public URL is a proxy's
+        that this machine cannot see.
+        """
+        given = str(self.config()["data_url"]).rstrip("/")
+        if given == DATA_PATH or given.endswith(DATA_PATH):
+            return self.url + DATA_PATH
+        return urljoin(self.url + "/", given)
 
 
 def _reason(exc: Exception) -> str:

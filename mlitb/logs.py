@@ -39,6 +39,8 @@ def setup(level: str = "info", stream: TextIO | None = None) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # httpx logs every request it makes at INFO: noise in a client command's output.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     # One line per HTTP request would bury the training log; errors still come through uvicorn.error.
     logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, root.level))
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from urllib.parse import urljoin
 
-from mlitb.cli.common import CliError, add_client_options, admin_token, default_data_dir, emit, master
+from mlitb.cli.common import (
+    CliError,
+    add_client_options,
+    admin_token,
+    default_data_dir,
+    emit,
+    master,
+)
 from mlitb.cli.serve import add_log_level
 
 
@@ -75,7 +81,7 @@ def data_client(args: argparse.Namespace, needs_token: bool):
     if args.server:
         return DataClient(args.server, token)
     with master(args) as client:
-        return DataClient(urljoin(client.url + "/", client.data_url()), token)
+        return DataClient(client.data_url(), token)
 
 
 def run_list(args: argparse.Namespace) -> int:

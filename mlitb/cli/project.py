@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 from mlitb.cli.common import CliError, add_client_options, emit, master
 
@@ -139,8 +138,8 @@ def project_line(p: dict[str, Any]) -> str:
 
 def project_text(p: dict[str, Any]) -> str:
     opt = ", ".join(f"{k}={v}" for k, v in p["optimizer"].items() if k != "name")
-    lines = [project_line(p), f"  {p['param_count']:,} parameters, T={p['iteration_ms']} ms, "
-             f"{p['optimizer']['name']} ({opt}), evaluation every {p['eval_every']} iterations"]
+    lines = [project_line(p), (f"  {p['param_count']:,} parameters, T={p['iteration_ms']} ms, "
+                               f"{p['optimizer']['name']} ({opt}), evaluation every {p['eval_every']} iterations")]
     if p.get("error"):
         lines.append(f"  error: {p['error'].get('message')}")
     for w in p.get("workers", []):
@@ -172,7 +171,7 @@ def _read_json(path: str, what: str) -> Any:
 def _dataset(client, wanted: str | None) -> dict[str, Any]:
     from mlitb.data.client import DataClient
 
-    datasets = DataClient(urljoin(client.url + "/", client.data_url())).list()
+    datasets = DataClient(client.data_url()).list()
     if wanted:
         for d in datasets:
             if d["id"] == wanted:

@@ -87,12 +87,12 @@ class DataClient:
     def delete(self, dataset: str) -> None:
         self._call("DELETE", f"/datasets/{quote(dataset, safe='')}", admin=True)
 
-    def add(self, paths: dict[str, str], params: dict[str, str], progress: TextIO = sys.stderr) -> dict[str, Any]:
+    def add(self, paths: dict[str, str], params: dict[str, str], progress: TextIO | None = None) -> dict[str, Any]:
         """Upload the zips (form field -> path: 'train', optionally 'test'); the new manifest."""
         return self._post_files("/datasets", paths, params, progress)
 
     def append(self, dataset: str, paths: dict[str, str], params: dict[str, str],
-               progress: TextIO = sys.stderr) -> dict[str, Any]:
+               progress: TextIO | None = None) -> dict[str, Any]:
         """Add a zip ('zip') or one image ('image' with params label) to a dataset's train split."""
         return self._post_files(f"/datasets/{quote(dataset, safe='')}/examples", paths, params, progress)
 
@@ -100,12 +100,12 @@ class DataClient:
         """POST nothing to `path` with the token: the server checks the token first, so 401 means wrong."""
         self._call("POST", path, admin=True, ok_statuses=range(200, 500))
 
-    def _post_files(self, path: str, paths: dict[str, str], params: dict[str, str], progress: TextIO) -> dict[str, Any]:
+    def _post_files(self, path: str, paths: dict[str, str], params: dict[str, str], progress: TextIO | None) -> dict[str, Any]:
         missing = [name for name in paths.values() if not Path(name).is_file()]
         if missing:
             raise ApiError(f"no such file: {', '.join(missing)}")
         self.check_token(path)
-        bar = ProgressBar(total=sum(Path(name).stat().st_size for name in paths.values()), out=progress)
+        bar = ProgressBar(total=sum(Path(name).stat().st_size for name in paths.values()), out=progress or sys.stderr)
         files = {field_name: _CountingFile(name, bar) for field_name, name in paths.items()}
         try:
             parts = {name: (Path(f.name).name, f, _content_type(name, f.name)) for name, f in files.items()}

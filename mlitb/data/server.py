@@ -11,8 +11,8 @@ import sys
 import uvicorn
 
 from mlitb import logs
-from mlitb.data.app import create_data_app
 from mlitb.config import ConfigError, from_env
+from mlitb.data.app import create_data_app
 from mlitb.data.limits import Limits
 from mlitb.store import StoreUnavailable, open_store
 
