@@ -5,9 +5,10 @@ By default the data API is mounted under `/data/` on the master's own port
 `--data-port N` runs it as a second uvicorn server on its own port, and
 `--data-port 0` runs none (workers use MLITB_DATA_URL). First start ingests
 the shipped MNIST, creates a running demo project on it and prints a fresh
-admin token once (also written, mode 0600, to DATA_DIR/admin-token for the
-local CLI); later starts resume whatever the store holds. A lock file keeps a
-second `serve` off the same data directory. SIGINT/SIGTERM stop every server
+admin token once (with the file store also written, mode 0600, to
+DATA_DIR/admin-token for the local CLI); later starts resume whatever the
+store holds. With the file store a lock file keeps a second `serve` off the
+same data directory. SIGINT/SIGTERM stop every server
 gracefully, which writes every project's final checkpoint.
 """
 
@@ -98,9 +99,11 @@ def urls(args: argparse.Namespace, environ: dict[str, str]) -> Urls:
 
 def run(args: argparse.Namespace) -> int:
     logs.setup(getattr(args, "log_level", "info"))
-    lock = DataDirLock(Path(args.data_dir))
+    # The file store's directory is this process's alone; with Redis the masters' leases arbitrate instead.
+    lock = None if args.redis else DataDirLock(Path(args.data_dir))
     try:
-        lock.acquire()
+        if lock is not None:
+            lock.acquire()
         return asyncio.run(_serve(args))
     except (StoreUnavailable, StoreError, ConfigError) as exc:
         print(f"mlitb serve: {exc}", file=sys.stderr)
@@ -109,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlitb serve: {exc}", file=sys.stderr)
         return 1
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -135,7 +139,8 @@ async def _serve(args: argparse.Namespace) -> int:
     store = await open_store(args.data_dir, args.redis)
     try:
         token = await admin_token(store)
-        write_token_file(Path(args.data_dir), token)
+        if not args.redis:
+            write_token_file(Path(args.data_dir), token)
         settings = from_env(Settings, os.environ, admin_token=token, data_url=where.data, **_checkpoint_settings(args))
         print("mlitb: preparing the shipped datasets (first start takes a few seconds)...", flush=True)
         await ensure_shipped_datasets(store)
