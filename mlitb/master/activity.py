@@ -59,10 +59,10 @@ class ActivityLog:
         now = {worker_id: worker.state for worker_id, worker in rt.workers.items()}
         for worker_id in now.keys() - seen.workers.keys():
             info = rt.workers[worker_id].info
-            log.info("project %s: %s %s joined (%s engine, %s cores); %d trainers", rt.id, info.kind, worker_id,
-                     info.engine, info.cores, len(now))
+            log.info("project %s: %s %s joined (%s engine, %s cores); %s", rt.id, info.kind, worker_id,
+                     info.engine, info.cores, _trainers(len(now)))
         for worker_id in seen.workers.keys() - now.keys():
-            log.info("project %s: %s left; %d trainers", rt.id, worker_id, len(now))
+            log.info("project %s: %s left; %s", rt.id, worker_id, _trainers(len(now)))
         for worker_id, state in now.items():
             before = seen.workers.get(worker_id)
             if state == "excluded" and before not in (None, "excluded"):
@@ -81,6 +81,10 @@ class ActivityLog:
                 record["test_accuracy"] = older["test_accuracy"]
                 break
         log.info(progress_line(rt.id, record, len(rt.workers)))
+
+
+def _trainers(count: int) -> str:
+    return f"{count} trainer{'s' if count != 1 else ''}"
 
 
 async def watch(registry: Any, activity: ActivityLog, every_s: float = 0.5) -> None:
