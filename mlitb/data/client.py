@@ -133,8 +133,8 @@ class DataClient:
         except httpx.HTTPError as exc:
             raise ApiError(f"the data server at {self.url} did not answer {method} {path}: {exc}") from None
         if response.status_code in (401, 403):
-            raise ApiError(f"the data server at {self.url} refused the admin token: use the one `mlitb serve` "
-                           "printed (--token, MLITB_ADMIN_TOKEN or DATA_DIR/admin-token)", 401)
+            raise ApiError(f"the data server at {self.url} refused the admin token ({error_text(response)}): use the "
+                           "one `mlitb serve` printed (--token, MLITB_ADMIN_TOKEN or DATA_DIR/admin-token)", 401)
         if response.status_code not in ok_statuses:
             raise ApiError(f"the data server at {self.url} answered {response.status_code}: {error_text(response)}",
                            response.status_code)
