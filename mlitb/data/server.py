@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 
 import uvicorn
@@ -14,6 +15,7 @@ from mlitb import logs
 from mlitb.config import ConfigError, from_env
 from mlitb.data.app import create_data_app
 from mlitb.data.limits import Limits
+from mlitb.master.serve import OwnSignalsServer
 from mlitb.store import StoreUnavailable, open_store
 
 
@@ -41,6 +43,14 @@ async def _serve(args: argparse.Namespace, token: str, limits: Limits) -> None:
     store = await open_store(args.data_dir, args.redis)
     try:
         app = create_data_app(store, token, limits=limits)
-        await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=getattr(args, "log_level", "info"), log_config=None, proxy_headers=True)).serve()
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=getattr(args, "log_level", "info"),
+                                log_config=None, access_log=False, proxy_headers=True)
+        # Our own SIGINT/SIGTERM handling: uvicorn re-raises a captured signal after its graceful
+        # shutdown, which would end a clean stop with status 130 instead of 0.
+        server = OwnSignalsServer(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+        await server.serve()
     finally:
         await store.close()

@@ -55,7 +55,7 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 log = logging.getLogger("mlitb.serve")
 
 
-class _Server(uvicorn.Server):
+class OwnSignalsServer(uvicorn.Server):
     """A uvicorn server that leaves signals to `run`, which stops both servers together."""
 
     @contextlib.contextmanager
@@ -148,11 +148,11 @@ async def _serve(args: argparse.Namespace) -> int:
         master_app = create_master_app(settings, store)
         data_app = create_data_app(store, token, limits=limits, bootstrap=False)
         if args.data_port is None:
-            servers = [_Server(_config(one_origin(master_app, data_app), args, args.port, settings))]
+            servers = [OwnSignalsServer(_config(one_origin(master_app, data_app), args, args.port, settings))]
         else:
-            servers = [_Server(_config(master_app, args, args.port, settings))]
+            servers = [OwnSignalsServer(_config(master_app, args, args.port, settings))]
             if args.data_port:
-                servers.append(_Server(_config(data_app, args, args.data_port, settings)))
+                servers.append(OwnSignalsServer(_config(data_app, args, args.data_port, settings)))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _stop, servers)
