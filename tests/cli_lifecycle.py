@@ -49,7 +49,7 @@ def run_every_command(serve: Serve, scratch: Path) -> str:
 
         worker_log = serve.home / "worker.log"
         worker = subprocess.Popen([*serve.command, "worker", "--master", serve.url, "--cache-dir", str(scratch / "cache")],
-                                  cwd=serve.home, env=serve.env, stdout=open(worker_log, "wb"), stderr=subprocess.STDOUT)
+                                  cwd=serve.home, env=serve.env, stdout=open(worker_log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
         metrics = serve.cli("project", "metrics", project, "--follow", "--count", "2", timeout=180)
         assert metrics.returncode == 0, metrics.stderr
         lines = metrics.stdout.splitlines()

@@ -33,7 +33,7 @@ def cli(home: Path, *args: str, command: list[str] = CHECKOUT, env: dict[str, st
         timeout: float = 120) -> subprocess.CompletedProcess:
     """Run one `mlitb ...` command in `home` and wait for it."""
     return subprocess.run([*command, *args], cwd=home, env=env or clean_env(), capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def one_line_error(done: subprocess.CompletedProcess, *parts: str) -> str:
@@ -70,7 +70,7 @@ class Serve:
         if store is not None and not (self.home / "var").exists():
             shutil.copytree(store, self.home / "var")
         self.proc = subprocess.Popen([*self.command, "serve", "--port", str(self.port), *self.args], cwd=self.home,
-                                     env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+                                     env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115 (the child keeps it)
         wait_for_port(self.port, timeout=timeout, process=self.proc)
         return self
 

@@ -34,7 +34,7 @@ SOURCES = ("pyproject.toml", "README.md", "MANIFEST.in", "mlitb")
 
 
 def _run(*args: str | Path, cwd: Path) -> str:
-    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -83,10 +83,11 @@ def test_the_wheel_carries_the_browser_client_and_mnist(wheel):
 
 def test_the_installed_command_is_the_wheels(installed, tmp_path):
     done = subprocess.run([installed / "mlitb", "--version"], cwd=tmp_path, capture_output=True, text=True,
-                          env={k: v for k, v in clean_env().items() if k != "PYTHONPATH"}, timeout=60)
+                          env={k: v for k, v in clean_env().items() if k != "PYTHONPATH"}, timeout=60, check=False)
     assert done.stdout.strip() == f"mlitb {__version__}", done.stderr
     where = subprocess.run([installed / "python", "-c", "import mlitb; print(mlitb.__file__)"], cwd=tmp_path,
-                           capture_output=True, text=True, env={k: v for k, v in clean_env().items() if k != "PYTHONPATH"})
+                           capture_output=True, text=True, env={k: v for k, v in clean_env().items() if k != "PYTHONPATH"},
+                           timeout=60, check=False)
     assert str(installed.parent) in where.stdout and str(REPO) not in where.stdout
 
 
@@ -101,7 +102,8 @@ async def test_serve_from_an_empty_directory_gives_pages_engine_and_mnist(servin
 
 @IN_MODULE_LOOP
 async def test_a_browser_volunteer_trains_through_the_wheel(serving, browser):  # noqa: F811
-    (demo,) = httpx.get(f"{serving.url}/api/projects", timeout=30).json()
+    async with httpx.AsyncClient(timeout=30) as http:
+        (demo,) = (await http.get(f"{serving.url}/api/projects")).json()
     context = await new_context(browser)
     try:
         volunteer = await open_page(context, f"{serving.url}/?project={demo['id']}")
