@@ -8,12 +8,14 @@ browsers and workers must be the public one.
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import httpx
 import websockets
 
 from mlitb.master.serve import urls
 from tests.cli_support import Serve
+from tests.helpers import poll_until
 from tests.master_support import Trainer, mnist_dir  # noqa: F401 (fixture)
 
 PUBLIC = "https://mlitb.example.org"
@@ -33,7 +35,7 @@ def test_the_data_url_follows_the_public_url_the_host_and_the_data_port():
 
 
 async def test_one_port_with_a_public_url(tmp_path, mnist_dir):  # noqa: F811
-    serve = Serve(tmp_path / "home", ("--public-url", PUBLIC)).start(mnist_dir)
+    serve = Serve(tmp_path / "home", ("--public-url", PUBLIC, "--workers", "1")).start(mnist_dir)
     try:
         async with httpx.AsyncClient(base_url=serve.url, timeout=30) as http:
             config = (await http.get("/api/config")).json()
@@ -48,6 +50,12 @@ async def test_one_port_with_a_public_url(tmp_path, mnist_dir):  # noqa: F811
         async with websockets.connect(serve.url.replace("http", "ws") + "/ws") as ws:
             welcome = await Trainer(ws, config["data_url"]).hello(config["default_project"])
         assert welcome["dataset"]["url"] == f"{PUBLIC}/data"
+
+        def local_worker_joined() -> bool:
+            workers = httpx.get(f"{serve.url}/api/projects/{config['default_project']}", timeout=30).json()["workers"]
+            return any(w["kind"] == "python" for w in workers)
+
+        await asyncio.to_thread(poll_until, local_worker_joined, timeout=60, what="serve --workers 1 joins the demo")
     finally:
         output = serve.stop()
     assert f"master at {PUBLIC}/" in output and f"mlitb worker --master {PUBLIC}" in output

@@ -168,7 +168,13 @@ async def _serve(args: argparse.Namespace) -> int:
                 await asyncio.sleep(0.05)
             _banner(args, where)
             activity = asyncio.create_task(watch(master_app.state.registry, ActivityLog(max(1, args.progress_every))))
-            workers = [_start_worker(where.local) for _ in range(args.workers)]
+            if args.workers:
+                # The project the master's own pages default to (a worker alone would refuse to guess among several).
+                default = master_app.state.registry.default_project()
+                if default is None:
+                    log.warning("--workers %d: no project to join yet; start workers later with mlitb worker", args.workers)
+                else:
+                    workers = [_start_worker(where.local, default.id) for _ in range(args.workers)]
             await asyncio.gather(*tasks)
         finally:
             if activity is not None:
@@ -279,8 +285,8 @@ def _stop(servers: list[uvicorn.Server]) -> None:
         server.should_exit = True
 
 
-def _start_worker(master_url: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mlitb.cli", "worker", "--master", master_url])
+def _start_worker(master_url: str, project: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mlitb.cli", "worker", "--master", master_url, "--project", project])
 
 
 def _stop_workers(workers: list[subprocess.Popen]) -> None:
