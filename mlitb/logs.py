@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -43,6 +44,11 @@ def setup(level: str = "info", stream: TextIO | None = None) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     # One line per HTTP request would bury the training log; errors still come through uvicorn.error.
     logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, root.level))
+
+
+def prefix(source: str, level: str = "INFO") -> str:
+    """The start of a line in FORMAT, for output written without the logging module (the worker's status)."""
+    return f"{time.strftime(DATE_FORMAT)} {level:<7} {source}: "
 
 
 def _number(value: Any, pattern: str) -> str:
