@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import re
 
 from mlitb.cli import build_parser
+from mlitb.cli.config_cmd import variables
 from mlitb.data.client import ProgressBar
 from mlitb.logs import progress_line, setup
+from tests.helpers import REPO
 
 
 def test_progress_line_names_iteration_loss_accuracy_trainers_and_speed():
@@ -71,3 +74,13 @@ def test_the_upload_bar_is_drawn_on_a_terminal_only():
     assert "\r" in terminal.getvalue() and "100%" in terminal.getvalue()
     assert "\r" not in log.getvalue() and log.getvalue().splitlines() == ["uploading 4.0 MiB...",
                                                                          "sent; ingesting on the server..."]
+
+
+def test_mlitb_config_lists_every_variable_the_code_reads(monkeypatch):
+    read = {name for path in (REPO / "mlitb").rglob("*.py") for name in re.findall(r"MLITB_[A-Z_]+", path.read_text())}
+    monkeypatch.setenv("MLITB_ADMIN_TOKEN", "secret")
+    monkeypatch.setenv("MLITB_MAX_CONNECTIONS", "7")
+    rows = {row["name"]: row for row in variables()}
+    assert read - set(rows) == set()
+    assert rows["MLITB_ADMIN_TOKEN"]["value"] == "(set)", "a secret is never printed"
+    assert rows["MLITB_MAX_CONNECTIONS"]["value"] == "7"
