@@ -17,10 +17,10 @@ from mlitb.cli.common import default_data_dir
 # Variables read outside the Settings/Limits dataclasses: (name, meaning, default shown when unset).
 GENERAL = (
     ("MLITB_DATA_DIR", "file store directory (state, lock, admin-token file)", "./var"),
-    ("MLITB_REDIS_URL", "keep state in Redis instead of files", "unset: file store"),
-    ("MLITB_ADMIN_TOKEN", "admin token of the master and data server", "unset: generated on first start"),
-    ("MLITB_PUBLIC_URL", "URL people reach the master at (proxy, TLS)", "unset: http://HOST:PORT"),
-    ("MLITB_DATA_URL", "data server URL given to workers (separate data server)", "unset: /data/ on the master"),
+    ("MLITB_REDIS_URL", "keep state in Redis instead of files", "none: the file store"),
+    ("MLITB_ADMIN_TOKEN", "admin token of the master and data server", "generated on first start"),
+    ("MLITB_PUBLIC_URL", "URL people reach the master at (proxy, TLS)", "http://HOST:PORT"),
+    ("MLITB_DATA_URL", "data server URL given to workers (separate data server)", "/data/ on the master"),
     ("MLITB_FORWARDED_ALLOW_IPS", "proxies whose X-Forwarded-* headers are trusted", "127.0.0.1"),
     ("MLITB_MASTER_URL", "master URL for client commands (project, data, worker)", "http://127.0.0.1:8000"),
     ("MLITB_LOG_LEVEL", "debug, info, warning or error", "info"),
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(row["name"]) for row in rows)
     for row in rows:
-        current = row["value"] if row["value"] is not None else f"{row['default']} (default)"
-        print(f"{row['name']:<{width}}  {current:<28}  {row['meaning']}")
+        current = f"= {row['value']}" if row["value"] is not None else f"(default: {row['default']})"
+        print(f"{row['name']:<{width}}  {row['meaning']}  {current}")
     print(f"\n(the data directory now: {default_data_dir()})")
     return 0
 
