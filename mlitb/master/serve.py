@@ -193,7 +193,7 @@ def _banner(args: argparse.Namespace, where: Urls) -> None:
     if not args.public_url and args.host in WILDCARD_HOSTS:
         base = f"http://{_lan_address()}:{args.port}"
     data = where.data if "://" in where.data else base + where.data
-    print(f"mlitb: master at {where.public}/  data server at {data}/", flush=True)
+    print(f"mlitb: master at {base}/  data server at {data}/", flush=True)
     print(f"mlitb: volunteers open {base}/  researchers {base}/dashboard.html  "
           f"grid workers: mlitb worker --master {base}", flush=True)
     if not args.public_url and args.host in WILDCARD_HOSTS:
