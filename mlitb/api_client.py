@@ -32,6 +32,9 @@ def check_base_url(url: str, what: str = "--master") -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ApiError(f"{what} {url!r} is not a URL: write it with its scheme, e.g. http://{url.split('://')[-1] or '127.0.0.1:8000'}")
+    if parts.query or parts.fragment:
+        raise ApiError(f"{what} {url!r} has a query or fragment: give the base URL, {parts.scheme}://{parts.netloc} "
+                       "(a project goes in --project ID)")
     return url.rstrip("/")
 
 

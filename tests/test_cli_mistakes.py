@@ -33,6 +33,9 @@ def serve(tmp_path_factory, mnist_dir) -> Iterator[Serve]:  # noqa: F811
 def test_a_master_url_without_a_scheme(tmp_path):
     done = cli(tmp_path, "worker", "--master", "127.0.0.1:18500")
     one_line_error(done, "'127.0.0.1:18500' is not a URL", "http://127.0.0.1:18500")
+    # A volunteer's share link pasted as the master's URL.
+    done = cli(tmp_path, "worker", "--master", "http://127.0.0.1:18500/?project=demo")
+    one_line_error(done, "has a query", "http://127.0.0.1:18500", "--project ID")
 
 
 def test_a_port_where_nothing_answers(tmp_path):
