@@ -85,6 +85,7 @@ def run_every_command(serve: Serve, scratch: Path) -> str:
         assert pets["id"] in {d["id"] for d in _json(serve.cli("data", "list", "--json"))}
         grown = _json(serve.cli("data", "append", pets["id"], str(more), "--json"))
         assert grown["splits"]["train"]["count"] == pets["splits"]["train"]["count"] + 4
+        one_line_error(serve.cli("project", "create", "--dataset", pets["id"]), "the convnet template does not fit pets", "mlp")
         on_pets = _json(serve.cli("project", "create", "mlp", "--dataset", pets["id"], "--json"))
         assert on_pets["layers"][0]["out_depth"] == pets["shape"][2] and on_pets["layers"][-1]["num_classes"] == 2
         assert serve.cli("data", "delete", pets["id"]).returncode == 0

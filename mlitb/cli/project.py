@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlitb.api_client import ApiError
 from mlitb.cli.common import CliError, add_client_options, emit, master
 
 PATCHABLE = ("name", "iteration_ms")
@@ -214,7 +215,14 @@ def run_create(args: argparse.Namespace) -> int:
             for key in ("iteration_ms", "eval_every", "seed"):
                 if getattr(args, key) is not None:
                     body[key] = getattr(args, key)
-            created = client.create(body)
+            try:
+                created = client.create(body)
+            except ApiError as exc:
+                if exc.status == 400 and not args.layers and "layer" in str(exc):
+                    raise ApiError(f"{exc}; the {label} template does not fit {dataset['name']}'s "
+                                   f"{dataset['shape'][1]}x{dataset['shape'][0]} images: try another template "
+                                   "(mlp, softmax) or --layers FILE") from None
+                raise
         if args.start:
             created = client.action(created["id"], "start")
     emit(args, created, f"created {created['id']} ({created['status']}): {created['param_count']:,} parameters "
