@@ -31,7 +31,7 @@ def history_of(length: int) -> list[dict]:
 
 
 def snapshot(params: np.ndarray, state: dict, metrics: list[dict]) -> Checkpoint:
-    """What Registry.checkpoint_now copies on the loop."""
+    """What ProjectRuntime.snapshot copies on the loop."""
     return Checkpoint(len(metrics), params.copy(), state, {"w1": [f"s{i}" for i in range(32)]}, list(metrics))
 
 

@@ -21,13 +21,11 @@ import numpy as np
 
 from mlitb.data.manifest import Manifest, ShardRef, Split
 from mlitb.master.connection import Connection
+from mlitb.master.definition import ProjectDef, parse_optimizer
 from mlitb.master.loop import boundary
-from mlitb.master.project import ProjectDef, parse_optimizer
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.model import Net
 from mlitb.model.zoo import MNIST_MLP, MNIST_SOFTMAX
-from mlitb.optim import make_optimizer
 from mlitb.protocol import ClientInfo, Hello, parse_client_frame, result_frame
 
 NETS = {
@@ -39,16 +37,14 @@ ITERATIONS = 30
 
 
 def runtime(layers: list[dict], shards: int) -> ProjectRuntime:
-    net = Net(layers)
     refs = tuple(ShardRef(f"shard{i:04d}", 250, 40_000) for i in range(shards))
     manifest = Manifest("bench", "bench", tuple(str(i) for i in range(10)), (28, 28, 1),
                         Split(refs, (25 * shards,) * 10), Split((), (0,) * 10), 250, "")
     optimizer = parse_optimizer({"name": "adagrad"}, None)
     definition = ProjectDef("bench", "bench", "bench", layers, 3_600_000, optimizer, {"scale": 1 / 255, "offset": 0.0},
                             10**9, 0, status="running")
-    opt = make_optimizer("adagrad", {k: v for k, v in optimizer.items() if k != "name"}, net.layout)
     settings = Settings(admin_token="x", data_url="http://bench", max_iteration_ms=3_600_000)
-    return ProjectRuntime(definition, net, manifest, net.init_params(0), opt, 0, [], settings)
+    return ProjectRuntime.build(definition, manifest, settings)
 
 
 def measure(layers: list[dict], trainers: int) -> tuple[float, float]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 from mlitb import __version__
 from mlitb.model import Net, SpecError
 from mlitb.optim import OPTIMIZERS, Optimizer, make_optimizer
+from mlitb.validate import FieldError, require_number, require_object, require_text
 
 FORMAT = "mlitb-closure"
 FORMAT_VERSION = 1
@@ -30,13 +30,12 @@ FIELDS = ("format", "format_version", "software", "name", "model", "input_shape"
           "optimizer", "training", "dataset", "metrics")
 
 
-class ClosureError(ValueError):
+class ClosureError(FieldError):
     """A closure field is wrong: `path` names it (e.g. `model.layers[2].filters`), the message says what is expected."""
 
     def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
+        super().__init__(path, message)
         self.path = path
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -164,13 +163,22 @@ def build_closure(net: Net, params: np.ndarray, classes: list[str], *, name: str
 
 def load_closure(obj_or_text: str | bytes | dict[str, Any]) -> Closure:
     """Parse and check a closure; a ClosureError names the first wrong field and what it should be."""
+    try:
+        return _load(obj_or_text)
+    except ClosureError:
+        raise
+    except FieldError as exc:
+        raise ClosureError(exc.field, exc.message) from None
+
+
+def _load(obj_or_text: str | bytes | dict[str, Any]) -> Closure:
     obj = obj_or_text
     if isinstance(obj, (str, bytes)):
         try:
             obj = json.loads(obj)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ClosureError("(closure)", f"is not valid JSON: {exc}") from None
-    obj = _object(obj, "(closure)")
+    obj = require_object(obj, "(closure)")
     unknown = sorted(set(obj) - set(FIELDS))
     if unknown:
         raise ClosureError(unknown[0], f"is not a closure field (fields: {', '.join(FIELDS)})")
@@ -179,10 +187,10 @@ def load_closure(obj_or_text: str | bytes | dict[str, Any]) -> Closure:
     if obj.get("format_version") != FORMAT_VERSION:
         raise ClosureError("format_version", f"must be {FORMAT_VERSION} (this mlitb reads version 1), "
                                              f"got {obj.get('format_version')!r}")
-    software = _object(obj.get("software"), "software")
-    version = _string(software.get("version"), "software.version")
+    software = require_object(obj.get("software"), "software")
+    version = require_text(software.get("version"), "software.version")
 
-    model = _object(obj.get("model"), "model")
+    model = require_object(obj.get("model"), "model")
     try:
         net = Net(model.get("layers"))
     except SpecError as exc:
@@ -196,9 +204,9 @@ def load_closure(obj_or_text: str | bytes | dict[str, Any]) -> Closure:
     if shape != list(net.input_shape):
         raise ClosureError("input_shape", f"must be [height, width, depth] = {list(net.input_shape)} "
                                           f"as the input layer says, got {shape!r}")
-    norm = _object(obj.get("normalization"), "normalization")
-    normalization = Normalization(_number(norm.get("scale"), "normalization.scale"),
-                                  _number(norm.get("offset"), "normalization.offset"))
+    norm = require_object(obj.get("normalization"), "normalization")
+    normalization = Normalization(require_number(norm.get("scale"), "normalization.scale"),
+                                  require_number(norm.get("offset"), "normalization.offset"))
     if normalization.scale == 0:
         raise ClosureError("normalization.scale", "must not be 0")
     classes = obj.get("classes")
@@ -209,41 +217,23 @@ def load_closure(obj_or_text: str | bytes | dict[str, Any]) -> Closure:
         layers=model["layers"], params=params, classes=classes, input_shape=net.input_shape,
         normalization=normalization, optimizer=_optimizer(obj.get("optimizer"), net),
         training=_training(obj.get("training")), dataset=_dataset(obj.get("dataset")),
-        metrics=_metrics(obj.get("metrics")), name=_string(obj.get("name"), "name", empty=True),
+        metrics=_metrics(obj.get("metrics")), name=require_text(obj.get("name"), "name", empty=True),
         software_version=version)
-
-
-def _object(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ClosureError(path, f"must be an object, got {type(value).__name__}")
-    return value
-
-
-def _string(value: Any, path: str, empty: bool = False) -> str:
-    if not isinstance(value, str) or (not empty and not value):
-        raise ClosureError(path, f"must be a {'' if empty else 'non-empty '}string, got {value!r}")
-    return value
-
-
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ClosureError(path, f"must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _optimizer(value: Any, net: Net) -> OptimizerRecord | None:
     if value is None:
         return None
-    value = _object(value, "optimizer")
+    value = require_object(value, "optimizer")
     name = value.get("name")
     if name not in OPTIMIZERS:
         raise ClosureError("optimizer.name", f"must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    hyper = _object(value.get("hyper"), "optimizer.hyper")
+    hyper = require_object(value.get("hyper"), "optimizer.hyper")
     try:
         opt = make_optimizer(name, hyper, net.layout)
     except ValueError as exc:
         raise ClosureError("optimizer.hyper", str(exc)) from None
-    raw_state = _object(value.get("state"), "optimizer.state")
+    raw_state = require_object(value.get("state"), "optimizer.state")
     if set(raw_state) != set(opt.state_names):
         raise ClosureError("optimizer.state", f"{name} state has exactly {list(opt.state_names)}, got {sorted(raw_state)}")
     state = {key: decode_floats(raw_state[key], f"optimizer.state.{key}", int(np.prod(opt.state[key].shape)))
@@ -252,26 +242,26 @@ def _optimizer(value: Any, net: Net) -> OptimizerRecord | None:
 
 
 def _training(value: Any) -> TrainingRecord:
-    value = _object(value, "training")
+    value = require_object(value, "training")
     iteration = value.get("iteration")
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
         raise ClosureError("training.iteration", f"must be a non-negative integer, got {iteration!r}")
-    return TrainingRecord(_string(value.get("algorithm"), "training.algorithm"), iteration,
-                          _object(value.get("settings"), "training.settings"))
+    return TrainingRecord(require_text(value.get("algorithm"), "training.algorithm"), iteration,
+                          require_object(value.get("settings"), "training.settings"))
 
 
 def _dataset(value: Any) -> DatasetFingerprint:
-    value = _object(value, "dataset")
+    value = require_object(value, "dataset")
     shards = value.get("shards")
     if not isinstance(shards, list) or not all(isinstance(s, str) and s for s in shards):
         raise ClosureError("dataset.shards", f"must be a list of shard hashes (strings), got {shards!r}")
-    return DatasetFingerprint(_string(value.get("id"), "dataset.id", empty=True),
-                              _string(value.get("name"), "dataset.name", empty=True), shards)
+    return DatasetFingerprint(require_text(value.get("id"), "dataset.id", empty=True),
+                              require_text(value.get("name"), "dataset.name", empty=True), shards)
 
 
 def _metrics(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise ClosureError("metrics", f"must be a list of objects, got {type(value).__name__}")
     for i, entry in enumerate(value):
-        _object(entry, f"metrics[{i}]")
+        require_object(entry, f"metrics[{i}]")
     return value

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -165,3 +166,13 @@ def _class(name: str) -> type[Optimizer]:
 def make_optimizer(name: str, hyper: Mapping[str, float], layout: list[ParamBlock]) -> Optimizer:
     """The optimizer `name` (adagrad, sgd, adam) for a net's layout; unset hyper-parameters take defaults."""
     return _class(name)(hyper, layout)
+
+
+def hyper_of(spec: Mapping[str, Any]) -> dict[str, float]:
+    """The hyper-parameters of an optimizer as projects store it: `{"name": ..., hyper...}` less the name."""
+    return {key: value for key, value in spec.items() if key != "name"}
+
+
+def optimizer_from_spec(spec: Mapping[str, Any], layout: list[ParamBlock]) -> Optimizer:
+    """The optimizer a project definition names (`{"name": ..., hyper...}`)."""
+    return make_optimizer(spec["name"], hyper_of(spec), layout)

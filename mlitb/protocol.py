@@ -16,6 +16,9 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mlitb.norms import norm
+from mlitb.work_order import check_batches
+
 PROTOCOL_VERSION = 1
 ROLES = ("trainer", "tracker")
 MAX_SHARDS_PER_MESSAGE = 100_000
@@ -61,6 +64,7 @@ class Result:
     loss_sum: float
     correct: int
     compute_ms: float
+    batches: tuple[int, ...] = ()  # batch sizes in order (work_order.py); absent on the wire = one batch
 
 
 @dataclass(frozen=True)
@@ -168,13 +172,22 @@ def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) ->
     compute_ms = _number(message, "compute_ms")
     if loss_sum < 0 or compute_ms < 0:
         raise ProtocolError("bad_field", "'loss_sum' and 'compute_ms' must be non-negative")
+    batches = message.get("batches", [count])
+    why = check_batches(batches, count)
+    if why is not None:
+        raise ProtocolError("bad_field", why)
     grad = f32_array(message.get("grad"), param_count, "grad")
-    norm = float(np.linalg.norm(grad))
-    if not math.isfinite(norm):
+    if not np.isfinite(grad).all():
         raise ProtocolError("bad_values", "'grad' holds NaN or infinite values")
+    norm = grad_norm(grad)
     if norm > max_norm * count:
         raise ProtocolError("bad_values", f"'grad' norm {norm:.3g} exceeds the bound {max_norm:g} per example")
-    return Result(iteration, grad, count, loss_sum, correct, compute_ms)
+    return Result(iteration, grad, count, loss_sum, correct, compute_ms, tuple(batches))
+
+
+def grad_norm(grad: np.ndarray) -> float:
+    """The Euclidean norm, finite for large but finite gradients (a float32 norm overflows to inf)."""
+    return norm(grad)
 
 
 def _int(message: dict[str, Any], name: str, minimum: int) -> int:
@@ -213,6 +226,26 @@ def _text_or(value: Any, default: str) -> str:
     return value[:MAX_TEXT] if isinstance(value, str) else default
 
 
+# ------------------------------------------------------------ frames the master sends
+
+
+def welcome_frame(client_id: str, role: str, *, project: dict[str, Any], dataset: dict[str, Any],
+                  limits: dict[str, Any]) -> bytes:
+    """The answer to `hello`: who the client is, the project, where its data is, the limits it must keep."""
+    return encode({"type": "welcome", "protocol": PROTOCOL_VERSION, "client_id": client_id, "role": role,
+                   "project": project, "dataset": dataset, "limits": limits})
+
+
+def assign_frame(shards: list[tuple[str, int, int]]) -> bytes:
+    """A trainer's complete allocation: (shard id, examples, bytes) for each shard it should hold."""
+    return encode({"type": "assign", "shards": [{"id": s, "count": count, "bytes": size} for s, count, size in shards]})
+
+
+def idle_frame(reason: str) -> bytes:
+    """No work for now: `waiting` (for data or the next boundary), `paused`, or `excluded` (too slow)."""
+    return encode({"type": "idle", "reason": reason})
+
+
 def error_frame(code: str, message: str, fatal: bool = False) -> bytes:
     return encode({"type": "error", "code": code, "message": message, "fatal": fatal})
 
@@ -222,12 +255,30 @@ def params_frame(iteration: int, params: np.ndarray) -> bytes:
     return encode({"type": "params", "iteration": iteration, "params": f32_bytes(params)})
 
 
-def work_frame(iteration: int, budget_ms: int, shards: list[str]) -> bytes:
-    return encode({"type": "work", "iteration": iteration, "budget_ms": int(budget_ms), "shards": shards})
+def work_frame(iteration: int, budget_ms: int, shards: list[str], seed: int = 0) -> bytes:
+    """`seed` (uint32) fixes the example order and dropout seeds (work_order.py); the master draws a fresh
+    one per work and keeps it with the work, so that the result can be checked and recomputed."""
+    return encode({"type": "work", "iteration": iteration, "budget_ms": int(budget_ms), "shards": shards,
+                   "seed": int(seed) & 0xFFFFFFFF})
 
 
-def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float) -> bytes:
-    """What a worker sends back (used by the Python worker and the tests)."""
+# ------------------------------------------------------------ frames a worker sends
+
+
+def hello_frame(role: str, project: str | None, client: dict[str, Any], cached: list[str]) -> bytes:
+    """The first frame of a connection: the role wanted, the project (None: the master's default), the client."""
+    return encode({"type": "hello", "protocol": PROTOCOL_VERSION, "role": role, "project": project,
+                   "client": client, "cached": cached})
+
+
+def cached_frame(shards: list[str]) -> bytes:
+    """Every shard the worker holds now (replaces what it said before)."""
+    return encode({"type": "cached", "shards": shards})
+
+
+def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float,
+                 batches: list[int] | tuple[int, ...] | None = None) -> bytes:
+    """What a worker sends back (used by the Python worker and the tests); `batches` defaults to one batch."""
     return encode(
         {
             "type": "result",
@@ -237,5 +288,6 @@ def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: flo
             "loss_sum": float(loss_sum),
             "correct": int(correct),
             "compute_ms": float(compute_ms),
+            "batches": [int(b) for b in batches] if batches is not None else [int(count)],
         }
     )

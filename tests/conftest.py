@@ -4,7 +4,10 @@ import pytest
 import redis
 
 from mlitb.store import FileStore, RedisStore
-from tests.helpers import redis_server
+from tests.redis_process import redis_server
+
+# The support modules' fixtures, declared once for every test module.
+pytest_plugins = ["tests.master_support", "tests.browser_support", "tests.e2e_system"]
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,9 @@ import httpx
 import pytest
 
 from mlitb.model.zoo import MNIST_CONVNET
-from tests.helpers import REPO, free_port, poll_until, wait_for_port
+from tests.helpers import REPO, TOKEN, free_port, poll_until, wait_for_port
 
-TOKEN = "e2e-admin-token"
-S = TypeVar("S", bound="System")
+S = TypeVar("S", bound="ProcessSystem")
 
 
 def _env() -> dict[str, str]:
@@ -44,7 +43,7 @@ class WorkerProcess:
 
 
 @dataclass
-class System:
+class ProcessSystem:
     """A running `mlitb serve` (restartable on the same ports and data) and its workers."""
 
     tmp: Path
@@ -145,7 +144,7 @@ def started(system: S) -> Iterator[S]:
 
 
 @pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
+def process_system(tmp_path: Path) -> Iterator[ProcessSystem]:
     """A started `mlitb serve`; everything is stopped afterwards and the logs shown if the test fails."""
-    with started(System(tmp_path)) as running:
+    with started(ProcessSystem(tmp_path)) as running:
         yield running

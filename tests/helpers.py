@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import uvicorn
 
+from mlitb.http_protocol import protocol_options
+
 REPO = Path(__file__).resolve().parent.parent
+TOKEN = "test-admin-token"  # the admin token of every server the tests start
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 T = TypeVar("T")
 DATASETS = REPO / "mlitb" / "datasets"
 
@@ -29,10 +30,12 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app, port: int | None = None) -> AsyncIterator[str]:
-    """Run an ASGI app on a real uvicorn in this event loop; yield its base URL."""
+async def serve_app(app, port: int | None = None, read_timeout_s: float = 10.0, idle_timeout_s: float = 5.0,
+                    ws_max_size: int = 16 * 1024 * 1024) -> AsyncIterator[str]:
+    """Run an ASGI app on a real uvicorn in this event loop, hardened as `mlitb serve` runs it; yield its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            ws_max_size=ws_max_size, **protocol_options(read_timeout_s, idle_timeout_s))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -57,32 +60,6 @@ def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen | 
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on a free loopback port (or MLITB_TEST_REDIS_URL)."""
-    external = os.environ.get("MLITB_TEST_REDIS_URL")
-    if external:
-        yield external
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed: run scripts/test.sh, which installs it")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="mlitb-redis-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process=proc)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def poll_until(condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.1) -> T:

@@ -26,10 +26,8 @@ from mlitb.model import Net
 from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.protocol import encode, result_frame
 from mlitb.store import FileStore
-from tests.helpers import free_port, serve_app
+from tests.helpers import ADMIN, TOKEN, free_port, serve_app
 
-TOKEN = "test-admin-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 TINY_LAYERS = MNIST_SOFTMAX  # 7,850 parameters, a gradient in milliseconds
 TIMEOUT = 15.0
 
@@ -91,7 +89,8 @@ async def running_system(store: FileStore, **settings: Any) -> AsyncIterator[Sys
     config = Settings(admin_token=TOKEN, data_url=data_url, **settings)
     app = create_master_app(config, store)
     async with serve_app(create_data_app(store, TOKEN, bootstrap=False), port=data_port):
-        async with serve_app(app) as master_url:
+        async with serve_app(app, read_timeout_s=config.http_read_timeout_s,
+                             idle_timeout_s=config.http_idle_timeout_s) as master_url:
             async with httpx.AsyncClient(base_url=master_url, timeout=30) as api:
                 datasets = (await api.get(f"{data_url}/datasets")).json()["datasets"]
                 mnist = next(d for d in datasets if d["name"] == "mnist")

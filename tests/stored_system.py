@@ -17,7 +17,7 @@ from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.registry import checkpoint_key
 from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.store import FileStore, RedisStore, Store
-from tests.e2e_system import System, _env
+from tests.e2e_system import ProcessSystem, _env
 from tests.helpers import REPO, wait_for_port
 
 # Softmax regression on MNIST: learns within a few iterations, a gradient in milliseconds.
@@ -25,8 +25,8 @@ TINY_LAYERS = MNIST_SOFTMAX
 
 
 @dataclass
-class StoredSystem(System):
-    """A System whose master runs on `redis_url` (or the file store) and checkpoints every `checkpoint_every`."""
+class StoredSystem(ProcessSystem):
+    """A ProcessSystem whose master runs on `redis_url` (or the file store) and checkpoints every `checkpoint_every`."""
 
     redis_url: str | None = None
     checkpoint_every: int = 5

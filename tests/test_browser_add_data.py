@@ -8,13 +8,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.browser_support import (  # noqa: F401  (fixture)
-    browser,
-    classify_file,
-    mnist_digits,
-    new_context,
-    open_page,
-)
+from tests.browser_support import classify_file, mnist_digits, new_context, open_page
 from tests.datazips import make_zip
 from tests.master_support import TOKEN, copy_store, mnist_store_dir, running_system
 

@@ -10,8 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from mlitb.master import standalone
-from mlitb.master.standalone import render_closure_page
+from mlitb.master.closure_page import render_closure_page
 
 LAYERS = [{"type": "input", "out_sx": 2, "out_sy": 2, "out_depth": 1}, {"type": "softmax", "num_classes": 2}]
 
@@ -46,4 +45,4 @@ def test_imports_outside_the_static_directory_are_refused(tmp_path):
     (tmp_path / "css").mkdir()
     (tmp_path / "css" / "mlitb.css").write_text("")
     with pytest.raises(ValueError, match="outside the static directory"):
-        standalone.render_closure_page(closure_text("x"), static_dir=tmp_path)
+        render_closure_page(closure_text("x"), static_dir=tmp_path)

@@ -15,11 +15,10 @@ import pytest
 from tests.cli_support import Serve, cli, one_line_error
 from tests.datazips import png
 from tests.helpers import free_port, wait_for_port
-from tests.master_support import mnist_dir  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
-def serve(tmp_path_factory, mnist_dir) -> Iterator[Serve]:  # noqa: F811
+def serve(tmp_path_factory, mnist_dir) -> Iterator[Serve]:
     data_port = free_port()
     running = Serve(tmp_path_factory.mktemp("mistakes"), ("--data-port", str(data_port))).start(mnist_dir)
     running.data_port = data_port  # type: ignore[attr-defined]

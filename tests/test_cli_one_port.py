@@ -16,7 +16,7 @@ import websockets
 from mlitb.master.serve import urls
 from tests.cli_support import Serve
 from tests.helpers import poll_until
-from tests.master_support import Trainer, mnist_dir  # noqa: F401 (fixture)
+from tests.master_support import Trainer
 
 PUBLIC = "https://mlitb.example.org"
 
@@ -34,7 +34,7 @@ def test_the_data_url_follows_the_public_url_the_host_and_the_data_port():
     assert urls(_args(data_port=0), {"MLITB_DATA_URL": "http://data:8001"}).data == "http://data:8001"
 
 
-async def test_one_port_with_a_public_url(tmp_path, mnist_dir):  # noqa: F811
+async def test_one_port_with_a_public_url(tmp_path, mnist_dir):
     serve = Serve(tmp_path / "home", ("--public-url", PUBLIC, "--workers", "1")).start(mnist_dir)
     try:
         async with httpx.AsyncClient(base_url=serve.url, timeout=30) as http:

@@ -10,7 +10,6 @@ from mlitb.cli.project import fit, parse_assignments, patch_body
 from mlitb.model.zoo import MNIST_CONVNET
 from tests.cli_lifecycle import run_every_command
 from tests.cli_support import Serve
-from tests.master_support import mnist_dir  # noqa: F401 (fixture)
 
 
 def test_templates_fit_the_dataset_and_set_splits_name_t_and_hyper_parameters():
@@ -22,6 +21,6 @@ def test_templates_fit_the_dataset_and_set_splits_name_t_and_hyper_parameters():
     assert patch_body(values) == {"name": "cats v2", "iteration_ms": 400, "optimizer": {"learning_rate": 0.01}}
 
 
-def test_the_project_lifecycle_from_the_cli(tmp_path, mnist_dir):  # noqa: F811
+def test_the_project_lifecycle_from_the_cli(tmp_path, mnist_dir):
     output = run_every_command(Serve(tmp_path / "home", ("--progress-every", "4")).start(mnist_dir), tmp_path)
     print(output)

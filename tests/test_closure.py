@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from mlitb import __version__
-from mlitb.closure import (ClosureError, DatasetFingerprint, Normalization, TrainingRecord, build_closure,
-                           load_closure)
+from mlitb.closure import (
+    ClosureError,
+    DatasetFingerprint,
+    Normalization,
+    TrainingRecord,
+    build_closure,
+    load_closure,
+)
 from mlitb.model import Net
 from mlitb.optim import make_optimizer
 

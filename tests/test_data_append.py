@@ -101,7 +101,7 @@ BAD_APPENDS = {
     "decompression-bomb image": ({"image": png_with_dimensions(8000, 8000), "label": "cat"}, 400, "dimensions"),
     "over the size limit": ({"image": bytes(LIMITS.max_upload_bytes + 10), "label": "cat"}, 413, "limit"),
     "no token": ({"image": GREY, "label": "cat", "headers": {}}, 401, "admin token"),
-    "wrong token": ({"image": GREY, "label": "cat", "headers": {"Authorization": "Bearer x"}}, 403, "wrong admin token"),
+    "wrong token": ({"image": GREY, "label": "cat", "headers": {"Authorization": "Bearer x"}}, 401, "wrong admin token"),
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e_system import System, system  # noqa: F401  (fixture)
+from tests.e2e_system import ProcessSystem
 from tests.helpers import poll_until
 
 ITERATION_MS = 500
@@ -18,13 +18,13 @@ MAX_ITERATIONS = 400
 OPTIMIZER = {"name": "adam", "learning_rate": 0.002, "l2_decay": 0.0001}
 
 
-def test_three_workers_reach_96_percent_test_accuracy(system: System):
-    project_id = system.create_project(iteration_ms=ITERATION_MS, optimizer=OPTIMIZER, eval_every=EVAL_EVERY)
+def test_three_workers_reach_96_percent_test_accuracy(process_system: ProcessSystem):
+    project_id = process_system.create_project(iteration_ms=ITERATION_MS, optimizer=OPTIMIZER, eval_every=EVAL_EVERY)
     started = time.monotonic()
-    workers = [system.start_worker(project_id) for _ in range(3)]
+    workers = [process_system.start_worker(project_id) for _ in range(3)]
 
     def reached() -> tuple[int, float] | None:
-        project = system.project(project_id)
+        project = process_system.project(project_id)
         latest = project["metrics"] or {}
         accuracy = latest.get("test_accuracy")
         if accuracy is not None and accuracy >= 0.96:
@@ -34,8 +34,8 @@ def test_three_workers_reach_96_percent_test_accuracy(system: System):
 
     iteration, accuracy = poll_until(reached, timeout=900, interval=0.5, what="96% test accuracy")
     wall_s = time.monotonic() - started
-    stats = system.worker_stats(project_id)
-    history = system.metrics(project_id)
+    stats = process_system.worker_stats(project_id)
+    history = process_system.metrics(project_id)
     examples = sum(m["examples_per_s"] * m["iteration_ms"] / 1000 for m in history)
     print(f"\n96% target: test accuracy {accuracy:.4f} at iteration {iteration} after {wall_s:.0f} s, "
           f"{examples:,.0f} examples; workers: "

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import signal
 
-from tests.e2e_system import System, system  # noqa: F401  (fixture)
+from tests.e2e_system import ProcessSystem
 from tests.helpers import poll_until
 
 ITERATION_MS = 1000
 TRAIN_SHARDS = 32
 
 
-def test_killed_worker_is_replaced_and_a_newcomer_gets_a_pie_cut(system: System):
-    project_id = system.create_project(iteration_ms=ITERATION_MS, optimizer={"name": "adam", "learning_rate": 0.002})
-    workers = [system.start_worker(project_id) for _ in range(3)]
+def test_killed_worker_is_replaced_and_a_newcomer_gets_a_pie_cut(process_system: ProcessSystem):
+    project_id = process_system.create_project(iteration_ms=ITERATION_MS, optimizer={"name": "adam", "learning_rate": 0.002})
+    workers = [process_system.start_worker(project_id) for _ in range(3)]
 
     def contributing() -> dict | None:
-        project = system.project(project_id)
+        project = process_system.project(project_id)
         stats = {w["id"]: w for w in project["workers"]}
         return project if all(stats[w.id]["accepted"] >= 2 for w in workers) else None
 
@@ -30,35 +30,35 @@ def test_killed_worker_is_replaced_and_a_newcomer_gets_a_pie_cut(system: System)
 
     # A worker computes for nearly all of every iteration, so a kill now lands mid-computation.
     victim, survivors = workers[0], workers[1:]
-    killed_at = system.project(project_id)["iteration"]
+    killed_at = process_system.project(project_id)["iteration"]
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(timeout=10)
 
     def reallocated() -> dict | None:
-        project = system.project(project_id)
+        project = process_system.project(project_id)
         stats = {w["id"]: w for w in project["workers"]}
         held = sum(stats[w.id]["shards_allocated"] for w in survivors if w.id in stats)
         return project if victim.id not in stats and held == TRAIN_SHARDS else None
 
     seen = poll_until(reallocated, timeout=30, interval=0.05, what="the killed worker's shards reallocated")
     assert seen["iteration"] <= killed_at + 2, (killed_at, seen["iteration"])
-    going_on = poll_until(lambda: (p := system.project(project_id))["iteration"] >= seen["iteration"] + 3 and p,
+    going_on = poll_until(lambda: (p := process_system.project(project_id))["iteration"] >= seen["iteration"] + 3 and p,
                           timeout=60, what="training goes on after the kill")
     assert going_on["metrics"]["workers"] == 2, going_on["metrics"]
 
     # A newcomer: there are no unallocated shards, so it must get a pie-cut of the others' shares.
-    before = system.worker_stats(project_id)
-    newcomer = system.start_worker(project_id)
+    before = process_system.worker_stats(project_id)
+    newcomer = process_system.start_worker(project_id)
 
     def admitted() -> int | None:
-        project = system.project(project_id)
+        project = process_system.project(project_id)
         stats = {w["id"]: w for w in project["workers"]}
         return project["iteration"] if stats.get(newcomer.id, {}).get("state") == "training" else None
 
     admitted_at = poll_until(admitted, timeout=60, interval=0.05, what="the newcomer is admitted")
 
     def contributed() -> dict | None:
-        project = system.project(project_id)
+        project = process_system.project(project_id)
         stats = {w["id"]: w for w in project["workers"]}
         return project if stats[newcomer.id]["accepted"] >= 1 else None
 

@@ -8,25 +8,25 @@ given work again.
 
 from __future__ import annotations
 
-from tests.e2e_system import System, system  # noqa: F401  (fixture)
+from tests.e2e_system import ProcessSystem
 from tests.helpers import poll_until
 
 ITERATION_MS = 500
 
 
-def test_worker_reconnects_after_a_master_restart(system: System):
-    project_id = system.create_project(iteration_ms=ITERATION_MS, optimizer={"name": "adam", "learning_rate": 0.002})
-    worker = system.start_worker(project_id)
-    poll_until(lambda: system.worker_stats(project_id)[worker.id]["accepted"] >= 3, timeout=120,
+def test_worker_reconnects_after_a_master_restart(process_system: ProcessSystem):
+    project_id = process_system.create_project(iteration_ms=ITERATION_MS, optimizer={"name": "adam", "learning_rate": 0.002})
+    worker = process_system.start_worker(project_id)
+    poll_until(lambda: process_system.worker_stats(project_id)[worker.id]["accepted"] >= 3, timeout=120,
                what="the worker contributes")
-    stopped_at = system.project(project_id)["iteration"]
-    system.stop_server()
+    stopped_at = process_system.project(project_id)["iteration"]
+    process_system.stop_server()
     assert worker.proc.poll() is None, "the worker must outlive the master"
 
-    system.start()
+    process_system.start()
 
     def back() -> dict | None:
-        project = system.project(project_id)
+        project = process_system.project(project_id)
         trainers = [w for w in project["workers"] if w["accepted"] >= 3]
         return project if trainers else None
 

@@ -7,7 +7,7 @@ the allocation gives the slow worker fewer shards than a normal one.
 
 from __future__ import annotations
 
-from tests.e2e_system import System, system  # noqa: F401  (fixture)
+from tests.e2e_system import ProcessSystem
 from tests.helpers import poll_until
 
 ITERATION_MS = 1000
@@ -15,18 +15,18 @@ CLEAN_ITERATIONS = 10  # a run of iterations in which neither the far nor the sl
 WITHIN_ITERATIONS = 60  # ...that must start within this many iterations of all three contributing
 
 
-def test_far_and_slow_workers_meet_the_deadline_and_the_slow_one_holds_fewer_shards(system: System):
+def test_far_and_slow_workers_meet_the_deadline_and_the_slow_one_holds_fewer_shards(process_system: ProcessSystem):
     # With test-set evaluation on (the default, every 10 iterations): it runs in its own process, so it must not
     # delay the master's loop into stamping on-time results late.
-    project_id = system.create_project(iteration_ms=ITERATION_MS, optimizer={"name": "adam", "learning_rate": 0.002})
-    normal = system.start_worker(project_id)
-    far = system.start_worker(project_id, "--extra-latency-ms", "300")
-    slow = system.start_worker(project_id, "--slowdown", "4")
+    project_id = process_system.create_project(iteration_ms=ITERATION_MS, optimizer={"name": "adam", "learning_rate": 0.002})
+    normal = process_system.start_worker(project_id)
+    far = process_system.start_worker(project_id, "--extra-latency-ms", "300")
+    slow = process_system.start_worker(project_id, "--slowdown", "4")
 
     def all_training() -> int | None:
-        stats = system.worker_stats(project_id)
+        stats = process_system.worker_stats(project_id)
         ok = all(stats[w.id]["accepted"] > 0 for w in (normal, far, slow))
-        return system.project(project_id)["iteration"] if ok else None
+        return process_system.project(project_id)["iteration"] if ok else None
 
     first = poll_until(all_training, timeout=120, what="all three workers contribute")
 
@@ -36,7 +36,7 @@ def test_far_and_slow_workers_meet_the_deadline_and_the_slow_one_holds_fewer_sha
     streak: dict = {}
 
     def clean_run() -> tuple[dict, dict] | None:
-        project = system.project(project_id)
+        project = process_system.project(project_id)
         stats = {w["id"]: w for w in project["workers"]}
         dropped = (stats[far.id]["dropped"], stats[slow.id]["dropped"])
         assert project["iteration"] <= first + WITHIN_ITERATIONS, f"no clean run; drops at {streak.get('history')}"
@@ -56,5 +56,5 @@ def test_far_and_slow_workers_meet_the_deadline_and_the_slow_one_holds_fewer_sha
     assert after[far.id]["latency_ms"] > 250, report
     assert after[slow.id]["shards_allocated"] < after[normal.id]["shards_allocated"], report
     assert sum(w["shards_allocated"] for w in after.values()) == 32, report
-    poll_until(lambda: system.project(project_id)["metrics"]["test_accuracy"] is not None, timeout=60,
+    poll_until(lambda: process_system.project(project_id)["metrics"]["test_accuracy"] is not None, timeout=60,
                what="a test-set evaluation (it ran beside the iterations above)")

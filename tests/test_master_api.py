@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.master_support import ADMIN, TINY_LAYERS, mnist_dir, system  # noqa: F401  (fixtures)
+from tests.master_support import ADMIN, TINY_LAYERS
 
 
 def body(system, **overrides):
@@ -131,3 +131,20 @@ async def test_health_metrics_and_ui(system):
     assert "# TYPE mlitb_results_dropped_total counter" in metrics.text
     index = await system.api.get("/")
     assert index.status_code == 200 and "<html" in index.text.lower()
+
+
+async def test_both_servers_answer_a_wrong_token_the_same_way_and_parse_the_header_alike(system):
+    """One `require_admin` for the master and the data server: same status, body and header parsing."""
+    master_delete = f"/api/projects/{(await system.create_project())['id']}"
+    data_delete = f"{system.data_url}/datasets/no-such-dataset"
+    answers = {}
+    for name, url in (("master", master_delete), ("data", data_delete)):
+        wrong = await system.api.delete(url, headers={"Authorization": "Bearer wrong"})
+        missing = await system.api.delete(url)
+        answers[name] = (wrong.status_code, wrong.json(), wrong.headers.get("www-authenticate"),
+                         missing.status_code, missing.json())
+        spaced = await system.api.delete(url, headers={"Authorization": ADMIN["Authorization"].replace(" ", "  ")})
+        assert spaced.status_code in (204, 404), (name, spaced.text)  # the token was accepted
+    assert answers["master"] == answers["data"]
+    assert answers["master"][0] == 401 and answers["master"][2] == "Bearer"
+    assert "wrong admin token" in answers["master"][1]["error"]

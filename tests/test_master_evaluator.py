@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
-from tests.master_support import copy_store, mnist_dir, running_system, trainer  # noqa: F401  (fixtures)
+from tests.master_support import copy_store, running_system, trainer
 
 
 async def _train_one_iteration(client) -> None:

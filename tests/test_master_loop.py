@@ -15,7 +15,7 @@ from mlitb.data.shards import decode_shard
 from mlitb.model import Net
 from mlitb.protocol import encode
 from mlitb.store import FileStore
-from tests.master_support import ADMIN, Trainer, copy_store, mnist_dir, running_system, system, trainer  # noqa: F401  (fixtures)
+from tests.master_support import ADMIN, Trainer, copy_store, running_system, trainer
 
 
 async def test_a_trainer_trains(system):

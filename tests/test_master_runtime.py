@@ -14,12 +14,10 @@ import pytest
 
 from mlitb.data.manifest import Manifest, ShardRef, Split
 from mlitb.master.connection import Connection
+from mlitb.master.definition import ProjectDef, parse_optimizer
 from mlitb.master.loop import boundary
-from mlitb.master.project import ProjectDef, parse_optimizer
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.model import Net
-from mlitb.optim import make_optimizer
 from mlitb.protocol import ClientInfo, Hello, Result, decode
 
 LAYERS = [{"type": "input", "out_sx": 4, "out_sy": 4, "out_depth": 1}, {"type": "softmax", "num_classes": 3}]
@@ -27,15 +25,13 @@ HOUR_MS = 3_600_000
 
 
 def make_runtime(shards: int = 6) -> ProjectRuntime:
-    net = Net(LAYERS)
     refs = tuple(ShardRef(f"s{i}", 10, 100) for i in range(shards))
     manifest = Manifest("d", "d", ("a", "b", "c"), (4, 4, 1), Split(refs, (20, 20, 20)), Split((), (0, 0, 0)), 10, "")
     optimizer = parse_optimizer({"name": "sgd", "learning_rate": 0.1, "momentum": 0.0}, None)
-    definition = ProjectDef("p", "p", "d", LAYERS, HOUR_MS, optimizer, {"scale": 1.0, "offset": 0.0}, 10**6, 0,
+    definition = ProjectDef("p", "p", "d", LAYERS, HOUR_MS, optimizer, {"scale": 1.0, "offset": 0.0}, 10**6, 1,
                             status="running")
-    opt = make_optimizer("sgd", {"learning_rate": 0.1, "momentum": 0.0}, net.layout)
     settings = Settings(admin_token="x", data_url="http://data", max_iteration_ms=HOUR_MS, max_pending_frames=4)
-    return ProjectRuntime(definition, net, manifest, net.init_params(1), opt, 0, [], settings)
+    return ProjectRuntime.build(definition, manifest, settings)
 
 
 def join(rt: ProjectRuntime, cache: bool = True) -> Connection:

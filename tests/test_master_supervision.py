@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from mlitb.protocol import result_frame
-from tests.master_support import ADMIN, copy_store, mnist_dir, running_system, trainer  # noqa: F401  (fixtures)
+from tests.master_support import ADMIN, copy_store, running_system, trainer
 
 
 async def test_a_divergent_update_is_refused_retried_then_pauses_the_project_with_its_error(mnist_dir, tmp_path):

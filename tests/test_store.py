@@ -64,7 +64,7 @@ async def test_redis_store_is_shared_between_clients(clean_redis_url):
 
 async def test_unreachable_redis_is_a_clear_error(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"
-    with pytest.raises(StoreUnavailable, match=f"127.0.0.1"):
+    with pytest.raises(StoreUnavailable, match="127.0.0.1"):
         await open_store(tmp_path, url)
 
 

@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 
 from mlitb import __version__
-from tests.browser_support import browser, new_context, open_page  # noqa: F401 (browser: a fixture)
+from tests.browser_support import new_context, open_page
 from tests.cli_lifecycle import run_every_command
 from tests.cli_support import Serve, clean_env
 from tests.helpers import REPO, poll_until
@@ -101,7 +101,7 @@ async def test_serve_from_an_empty_directory_gives_pages_engine_and_mnist(servin
 
 
 @IN_MODULE_LOOP
-async def test_a_browser_volunteer_trains_through_the_wheel(serving, browser):  # noqa: F811
+async def test_a_browser_volunteer_trains_through_the_wheel(serving, browser):
     async with httpx.AsyncClient(timeout=30) as http:
         (demo,) = (await http.get(f"{serving.url}/api/projects")).json()
     context = await new_context(browser)

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from mlitb.worker.client import Latest, backoff_delay, websocket_url
+from mlitb.backoff import full_jitter_s
+from mlitb.worker.client import Latest, websocket_url
 
 
 @pytest.mark.parametrize(
@@ -31,7 +32,7 @@ def test_websocket_url_refuses_other_schemes():
 def test_backoff_grows_exponentially_with_full_jitter_and_a_cap():
     rng = random.Random(1)
     for attempt, ceiling in [(0, 0.5), (1, 1.0), (3, 4.0), (6, 30.0), (60, 30.0)]:
-        delays = [backoff_delay(attempt, 0.5, 30.0, rng) for _ in range(200)]
+        delays = [full_jitter_s(attempt + 1, 0.5, 30.0, rng) for _ in range(200)]
         assert 0 <= min(delays) and max(delays) <= ceiling
         assert max(delays) > 0.8 * ceiling  # spread over the whole range, not bunched
         assert min(delays) < 0.2 * ceiling

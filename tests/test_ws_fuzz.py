@@ -27,12 +27,13 @@ import httpx
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from mlitb.protocol import encode, result_frame
-from tests.master_support import TINY_LAYERS, Trainer, copy_store, mnist_dir, running_system  # noqa: F401
+from tests.master_support import TINY_LAYERS, Trainer, copy_store, running_system
 
 T_MS = 300
 MAX_FRAME = 1 << 20  # the master's max_frame_bytes here (uvicorn's own limit is 16 MiB, above it)

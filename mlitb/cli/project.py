@@ -305,10 +305,12 @@ def run_metrics(args: argparse.Namespace) -> int:
                         sys.stdout.write("\r\x1b[K")
                     print(json.dumps(record) if args.json else metric_line(record), flush=True)
                     shown += 1
+                    if args.follow and args.count is not None and shown >= args.count:
+                        return 0
                 elif live:
                     sys.stdout.write("\r\x1b[K" + metric_line(record))
                     sys.stdout.flush()
             since = (records[-1]["iteration"] + 1) if records else since
-            if not args.follow or (args.count is not None and shown >= args.count):
+            if not args.follow:
                 return 0
             time.sleep(interval)

@@ -7,10 +7,10 @@ master can mount it in its own process and tests can run it on any store.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from functools import partial
 
 from starlette.applications import Starlette
@@ -28,13 +28,144 @@ from mlitb.data import catalog
 from mlitb.data.append import LabelledImage, append_image, append_zip
 from mlitb.data.archive import ZipInput
 from mlitb.data.errors import DataError
+from mlitb.data.hardening import data_middleware
 from mlitb.data.ingest import DEFAULT_SHARD_SIZE
 from mlitb.data.limits import Limits
 from mlitb.data.options import parse_options
-from mlitb.store import Store, StoreUnavailable
+from mlitb.http_api import ERROR_HANDLERS, require_admin
+from mlitb.store import Store
 
 SHARD_CACHE_CONTROL = "public, max-age=31536000, immutable"
 log = logging.getLogger("mlitb.data")
+
+
+@dataclass
+class DataState:
+    """What the endpoints need, on `app.state.data`."""
+
+    store: Store
+    admin_token: str | None
+    limits: Limits
+    shard_size: int
+    append_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def state_of(request: Request) -> DataState:
+    return request.app.state.data
+
+
+# ------------------------------------------------------------ endpoints
+
+
+async def list_datasets(request: Request) -> Response:
+    manifests = await catalog.list_datasets(state_of(request).store)
+    return JSONResponse({"datasets": [manifest.to_dict() for manifest in manifests]})
+
+
+async def get_dataset(request: Request) -> Response:
+    raw = await catalog.get_manifest_bytes(state_of(request).store, request.path_params["dataset"])
+    if raw is None:
+        raise _no_dataset(request.path_params["dataset"])
+    return Response(raw, media_type="application/json")
+
+
+async def get_shard(request: Request) -> Response:
+    store = state_of(request).store
+    dataset_id, shard_id = request.path_params["dataset"], request.path_params["shard"]
+    manifest = await catalog.get_manifest(store, dataset_id)
+    if manifest is None:
+        raise _no_dataset(dataset_id)
+    if shard_id not in manifest.shard_ids:
+        raise DataError(f"dataset {dataset_id!r} has no shard {shard_id!r}: see its manifest", status=404)
+    headers = {"ETag": f'"{shard_id}"', "Cache-Control": SHARD_CACHE_CONTROL}
+    if _etag_matches(request.headers.get("if-none-match"), shard_id):
+        return Response(status_code=304, headers=headers)
+    blob = await catalog.get_shard(store, shard_id)
+    if blob is None:
+        raise DataError(f"shard {shard_id!r} is missing from the store", status=404)
+    return Response(blob, media_type="application/zip", headers=headers)
+
+
+async def upload(request: Request) -> Response:
+    state = state_of(request)
+    require_admin(request, state.admin_token)
+    limits = state.limits
+    _check_upload_headers(request, limits, "with the zip in a file field named 'train'")
+    options = parse_options(request.query_params, state.shard_size)
+    form = await _read_form(request, limits, 2, "file fields 'train' and optionally 'test', and the options in the query string")
+    try:
+        train, test = form.get("train"), form.get("test")
+        if not isinstance(train, UploadFile):
+            raise DataError("the form has no file field named 'train': send the training zip in it")
+        if isinstance(test, UploadFile) and "holdout" in request.query_params:
+            raise DataError("give either a 'test' zip or holdout, not both")
+        manifest = await catalog.ingest_and_save(
+            state.store,
+            ZipInput(train.file, train.filename or "train.zip"),
+            ZipInput(test.file, test.filename or "test.zip") if isinstance(test, UploadFile) else None,
+            options,
+            limits,
+        )
+    finally:
+        await form.close()
+    return JSONResponse(manifest.to_dict(), status_code=201)
+
+
+async def append_examples(request: Request) -> Response:
+    state = state_of(request)
+    require_admin(request, state.admin_token)
+    limits = state.limits
+    dataset_id = request.path_params["dataset"]
+    _check_upload_headers(request, limits, "with a zip in a file field named 'zip', or an image in 'image' and ?label=")
+    unknown = sorted(set(request.query_params) - {"label"})
+    if unknown:
+        raise DataError(f"unknown parameter {', '.join(unknown)}: the only one is label (with an image)")
+    label = request.query_params.get("label")
+    form = await _read_form(request, limits, 1, "a zip in file field 'zip', or an image in file field 'image' with ?label=CLASS")
+    try:
+        archive, image = form.get("zip"), form.get("image")
+        if isinstance(archive, UploadFile) == isinstance(image, UploadFile):
+            raise DataError("send exactly one file field: 'zip' (class folders) or 'image' (with ?label=CLASS)")
+        if isinstance(archive, UploadFile):
+            if label is not None:
+                raise DataError("label goes with an image; a zip's class folders name its labels")
+            upload = ZipInput(archive.file, archive.filename or "examples.zip")
+            grow = partial(append_zip, upload=upload, limits=limits)
+        else:
+            assert isinstance(image, UploadFile)
+            if not label:
+                raise DataError("an image needs its class: add ?label=CLASS to the URL")
+            picture = LabelledImage(await image.read(), image.filename or "image", label)
+            grow = partial(append_image, image=picture, limits=limits)
+        manifest = await catalog.append_and_save(state.store, dataset_id, grow, state.append_lock)
+    finally:
+        await form.close()
+    return JSONResponse(manifest.to_dict())
+
+
+async def delete_dataset(request: Request) -> Response:
+    state = state_of(request)
+    require_admin(request, state.admin_token)
+    dataset_id = request.path_params["dataset"]
+    if not await catalog.delete_dataset(state.store, dataset_id):
+        raise _no_dataset(dataset_id)
+    return Response(status_code=204)
+
+
+async def healthz(request: Request) -> Response:
+    await state_of(request).store.ping()
+    return JSONResponse({"ok": True})
+
+
+ROUTES = [
+    Route("/datasets", list_datasets, methods=["GET"]),
+    Route("/datasets", upload, methods=["POST"]),
+    Route("/datasets/{dataset}", get_dataset, methods=["GET"]),
+    Route("/datasets/{dataset}", delete_dataset, methods=["DELETE"]),
+    Route("/datasets/{dataset}/examples", append_examples, methods=["POST"]),
+    Route("/datasets/{dataset}/shards/{shard}", get_shard, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+]
 
 
 def create_data_app(
@@ -55,110 +186,12 @@ def create_data_app(
     mounted app's lifespan.
     """
 
-    async def list_datasets(request: Request) -> Response:
-        manifests = await catalog.list_datasets(store)
-        return JSONResponse({"datasets": [manifest.to_dict() for manifest in manifests]})
-
-    async def get_dataset(request: Request) -> Response:
-        raw = await catalog.get_manifest_bytes(store, request.path_params["dataset"])
-        if raw is None:
-            raise _no_dataset(request.path_params["dataset"])
-        return Response(raw, media_type="application/json")
-
-    async def get_shard(request: Request) -> Response:
-        dataset_id, shard_id = request.path_params["dataset"], request.path_params["shard"]
-        manifest = await catalog.get_manifest(store, dataset_id)
-        if manifest is None:
-            raise _no_dataset(dataset_id)
-        if shard_id not in manifest.shard_ids:
-            raise DataError(f"dataset {dataset_id!r} has no shard {shard_id!r}: see its manifest", status=404)
-        headers = {"ETag": f'"{shard_id}"', "Cache-Control": SHARD_CACHE_CONTROL}
-        if _etag_matches(request.headers.get("if-none-match"), shard_id):
-            return Response(status_code=304, headers=headers)
-        blob = await catalog.get_shard(store, shard_id)
-        if blob is None:
-            raise DataError(f"shard {shard_id!r} is missing from the store", status=404)
-        return Response(blob, media_type="application/zip", headers=headers)
-
-    async def upload(request: Request) -> Response:
-        _require_admin(request, admin_token)
-        _check_upload_headers(request, limits, "with the zip in a file field named 'train'")
-        options = parse_options(request.query_params, shard_size)
-        form = await _read_form(request, limits, 2, "file fields 'train' and optionally 'test', and the options in the query string")
-        try:
-            train, test = form.get("train"), form.get("test")
-            if not isinstance(train, UploadFile):
-                raise DataError("the form has no file field named 'train': send the training zip in it")
-            if isinstance(test, UploadFile) and "holdout" in request.query_params:
-                raise DataError("give either a 'test' zip or holdout, not both")
-            manifest = await catalog.ingest_and_save(
-                store,
-                ZipInput(train.file, train.filename or "train.zip"),
-                ZipInput(test.file, test.filename or "test.zip") if isinstance(test, UploadFile) else None,
-                options,
-                limits,
-            )
-        finally:
-            await form.close()
-        return JSONResponse(manifest.to_dict(), status_code=201)
-
-    async def append_examples(request: Request) -> Response:
-        _require_admin(request, admin_token)
-        dataset_id = request.path_params["dataset"]
-        _check_upload_headers(request, limits, "with a zip in a file field named 'zip', or an image in 'image' and ?label=")
-        unknown = sorted(set(request.query_params) - {"label"})
-        if unknown:
-            raise DataError(f"unknown parameter {', '.join(unknown)}: the only one is label (with an image)")
-        label = request.query_params.get("label")
-        form = await _read_form(request, limits, 1, "a zip in file field 'zip', or an image in file field 'image' with ?label=CLASS")
-        try:
-            archive, image = form.get("zip"), form.get("image")
-            if isinstance(archive, UploadFile) == isinstance(image, UploadFile):
-                raise DataError("send exactly one file field: 'zip' (class folders) or 'image' (with ?label=CLASS)")
-            if isinstance(archive, UploadFile):
-                if label is not None:
-                    raise DataError("label goes with an image; a zip's class folders name its labels")
-                upload = ZipInput(archive.file, archive.filename or "examples.zip")
-                grow = partial(append_zip, upload=upload, limits=limits)
-            else:
-                assert isinstance(image, UploadFile)
-                if not label:
-                    raise DataError("an image needs its class: add ?label=CLASS to the URL")
-                picture = LabelledImage(await image.read(), image.filename or "image", label)
-                grow = partial(append_image, image=picture, limits=limits)
-            manifest = await catalog.append_and_save(store, dataset_id, grow, append_lock)
-        finally:
-            await form.close()
-        return JSONResponse(manifest.to_dict())
-
-    async def delete_dataset(request: Request) -> Response:
-        _require_admin(request, admin_token)
-        dataset_id = request.path_params["dataset"]
-        if not await catalog.delete_dataset(store, dataset_id):
-            raise _no_dataset(dataset_id)
-        return Response(status_code=204)
-
-    async def healthz(request: Request) -> Response:
-        await store.ping()
-        return JSONResponse({"ok": True})
-
-    append_lock = asyncio.Lock()
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if bootstrap:
             await catalog.ensure_shipped_datasets(store, limits=limits)
         yield
 
-    routes = [
-        Route("/datasets", list_datasets, methods=["GET"]),
-        Route("/datasets", upload, methods=["POST"]),
-        Route("/datasets/{dataset}", get_dataset, methods=["GET"]),
-        Route("/datasets/{dataset}", delete_dataset, methods=["DELETE"]),
-        Route("/datasets/{dataset}/examples", append_examples, methods=["POST"]),
-        Route("/datasets/{dataset}/shards/{shard}", get_shard, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-    ]
     middleware = [
         Middleware(
             CORSMiddleware,
@@ -169,8 +202,11 @@ def create_data_app(
             max_age=3600,
         )
     ]
-    handlers = {DataError: _data_error, StoreUnavailable: _store_unavailable, HTTPException: _http_error}
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
+    middleware = data_middleware(middleware, limits)  # security headers outside, bounded bodies inside (hardening.py)
+    app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers={DataError: _data_error, **ERROR_HANDLERS},
+                    lifespan=lifespan)
+    app.state.data = DataState(store, admin_token, limits, shard_size)
+    return app
 
 
 def _etag_matches(header: str | None, shard_id: str) -> bool:
@@ -178,16 +214,6 @@ def _etag_matches(header: str | None, shard_id: str) -> bool:
         return False
     tags = [tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")]
     return "*" in tags or shard_id in tags
-
-
-def _require_admin(request: Request, admin_token: str | None) -> None:
-    if admin_token is None:
-        raise DataError("this data server has no admin token configured (set MLITB_ADMIN_TOKEN)", status=403)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise DataError("this needs the admin token: send 'Authorization: Bearer TOKEN'", status=401)
-    if not hmac.compare_digest(given.strip().encode(), admin_token.encode()):
-        raise DataError("wrong admin token", status=403)
 
 
 def _check_upload_headers(request: Request, limits: Limits, what: str) -> None:
@@ -241,12 +267,3 @@ async def _data_error(request: Request, exc: Exception) -> Response:
     if exc.status >= 400 and request.method == "POST":
         log.info("upload refused (%d): %s", exc.status, exc.message)
     return JSONResponse({"error": exc.message, "file": exc.file}, status_code=exc.status)
-
-
-async def _store_unavailable(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": f"the store is unavailable: {exc}", "file": None}, status_code=503)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": str(exc.detail), "file": None}, status_code=exc.status_code, headers=exc.headers)

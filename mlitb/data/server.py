@@ -15,6 +15,7 @@ from mlitb import logs
 from mlitb.config import ConfigError, from_env
 from mlitb.data.app import create_data_app
 from mlitb.data.limits import Limits
+from mlitb.http_protocol import protocol_options
 from mlitb.master.serve import OwnSignalsServer
 from mlitb.store import StoreUnavailable, open_store
 
@@ -43,8 +44,9 @@ async def _serve(args: argparse.Namespace, token: str, limits: Limits) -> None:
     store = await open_store(args.data_dir, args.redis)
     try:
         app = create_data_app(store, token, limits=limits)
+        options = protocol_options(limits.http_read_timeout_s, limits.http_idle_timeout_s)  # slow-loris deadline
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=getattr(args, "log_level", "info"),
-                                log_config=None, access_log=False, proxy_headers=True)
+                                log_config=None, access_log=False, proxy_headers=True, **options)
         # Our own SIGINT/SIGTERM handling: uvicorn re-raises a captured signal after its graceful
         # shutdown, which would end a clean stop with status 130 instead of 0.
         server = OwnSignalsServer(config)

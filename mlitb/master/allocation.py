@@ -5,9 +5,9 @@ MLitB's master keeps two indexes over a project's training shards:
 allocated") and *cached-by* (shard -> the trainers holding it in their cache).
 `Allocation` holds both, each shard's example count, and per trainer its cache
 limit and measured throughput. The functions below are the events of the
-event loop; each mutates the `Allocation` in place, returns the trainers whose
-allocation it changed, and adds them to `Allocation.changed` so the loop sends
-`assign` only to those (`take_changed`).
+event loop; each mutates the `Allocation` in place and adds the trainers whose
+allocation it changed to `Allocation.changed`, so the loop sends `assign` only
+to those (`take_changed`).
 
 Shares are in examples, not shards: a trainer's fair share of all examples is
 proportional to its throughput (examples/s), "water-filled" under the cache
@@ -167,7 +167,7 @@ def is_balanced(
 # ----------------------------------------------------------------- events
 
 
-def add_shards(alloc: Allocation, shard_counts: Mapping[str, int]) -> set[str]:
+def add_shards(alloc: Allocation, shard_counts: Mapping[str, int]) -> None:
     """Register new training shards (id -> examples) and allocate them.
 
     Already registered ids are left alone. New shards go to trainers that
@@ -183,33 +183,15 @@ def add_shards(alloc: Allocation, shard_counts: Mapping[str, int]) -> set[str]:
         alloc.cached_by[shard_id] = {
             t for t, trainer in alloc.trainers.items() if shard_id in trainer.cached
         }
-    return allocate_pending(alloc)
+    allocate_pending(alloc)
 
 
-def remove_shards(alloc: Allocation, shard_ids: Iterable[str]) -> set[str]:
-    """Forget shards (a dataset went away); the room they free takes waiting shards."""
-    changed: set[str] = set()
-    for shard_id in list(shard_ids):
-        if shard_id not in alloc.shard_counts:
-            continue
-        owner = alloc.allocated_to.pop(shard_id)
-        if owner is not None:
-            alloc.trainers[owner].allocated.discard(shard_id)
-            alloc.trainers[owner].load -= alloc.shard_counts[shard_id]
-            changed.add(owner)
-        del alloc.shard_counts[shard_id]
-        del alloc.cached_by[shard_id]
-    alloc.changed |= changed
-    return changed | allocate_pending(alloc)
-
-
-def allocate_pending(alloc: Allocation) -> set[str]:
+def allocate_pending(alloc: Allocation) -> None:
     """Give every unallocated shard a trainer with room, if there is one.
 
     A trainer that already caches the shard is preferred (no download), then
     the least loaded relative to throughput. Larger shards are placed first.
     """
-    changed: set[str] = set()
     pending = sorted(unallocated_shards(alloc), key=lambda s: (-alloc.shard_counts[s], s))
     weights = {t: effective_throughput(alloc, t) for t in alloc.trainers}
     with_room = [t for t in sorted(alloc.trainers) if _room(alloc.trainers[t]) > 0]
@@ -221,11 +203,9 @@ def allocate_pending(alloc: Allocation) -> set[str]:
         cachers = [t for t in with_room if t in holders]
         candidates = cachers or with_room
         best = min(candidates, key=lambda t: (alloc.trainers[t].load + count) / weights[t])
-        _move(alloc, shard_id, best, changed)
+        _move(alloc, shard_id, best)
         if _room(alloc.trainers[best]) == 0:
             with_room.remove(best)
-    alloc.changed |= changed
-    return changed
 
 
 def add_trainer(
@@ -234,7 +214,7 @@ def add_trainer(
     cache_limit: int,
     cached: Iterable[str] = (),
     throughput: float | None = None,
-) -> set[str]:
+) -> None:
     """A newcomer joins: unallocated shards first, then a pie-cut (MLitB 3.3).
 
     It takes unallocated shards it caches, then other unallocated shards, up
@@ -252,21 +232,18 @@ def add_trainer(
     trainer = Trainer(cache_limit=cache_limit, throughput=throughput)
     alloc.trainers[trainer_id] = trainer
     record_cached(alloc, trainer_id, cached)
-    changed = {trainer_id}
+    alloc.changed.add(trainer_id)
 
     pending = sorted(
         unallocated_shards(alloc),
         key=lambda s: (s not in trainer.cached, -alloc.shard_counts[s], s),
     )
     for shard_id in pending[: _room(trainer)]:
-        _move(alloc, shard_id, trainer_id, changed)
-
-    changed |= _pie_cut(alloc, trainer_id)
-    alloc.changed |= changed
-    return changed
+        _move(alloc, shard_id, trainer_id)
+    _pie_cut(alloc, trainer_id)
 
 
-def remove_trainer(alloc: Allocation, trainer_id: str) -> set[str]:
+def remove_trainer(alloc: Allocation, trainer_id: str) -> None:
     """A trainer left: its shards go to cachers, else the least loaded, else wait.
 
     Shards of surviving trainers never move; only the departed one's are
@@ -274,7 +251,7 @@ def remove_trainer(alloc: Allocation, trainer_id: str) -> set[str]:
     """
     trainer = alloc.trainers.pop(trainer_id, None)
     if trainer is None:
-        return set()
+        return
     for shard_id in trainer.allocated:
         alloc.allocated_to[shard_id] = None
     trainer.allocated = set()
@@ -284,7 +261,7 @@ def remove_trainer(alloc: Allocation, trainer_id: str) -> set[str]:
         if holders is not None:
             holders.discard(trainer_id)
     alloc.changed.discard(trainer_id)
-    return allocate_pending(alloc)
+    allocate_pending(alloc)
 
 
 def record_cached(alloc: Allocation, trainer_id: str, shard_ids: Iterable[str]) -> None:
@@ -317,7 +294,7 @@ def rebalance(
     alloc: Allocation,
     tolerance: float = DEFAULT_TOLERANCE,
     max_moves: int = DEFAULT_MAX_MOVES,
-) -> set[str]:
+) -> None:
     """Move shards toward throughput-proportional shares, with hysteresis.
 
     Measured throughput wobbles and every move costs a download, so moving
@@ -331,9 +308,8 @@ def rebalance(
     """
     if not alloc.rebalancing:
         if is_balanced(alloc, tolerance):
-            return set()
+            return
         alloc.rebalancing = True
-    changed: set[str] = set()
     targets = target_examples(alloc)
     for _ in range(max_moves):
         if is_balanced(alloc, tolerance / 2, shard_slack=0.5):
@@ -344,9 +320,7 @@ def rebalance(
             alloc.rebalancing = False
             break
         shard_id, receiver = move
-        _move(alloc, shard_id, receiver, changed)
-    alloc.changed |= changed
-    return changed
+        _move(alloc, shard_id, receiver)
 
 
 # ---------------------------------------------------------------- helpers
@@ -356,7 +330,7 @@ def _room(trainer: Trainer) -> int:
     return max(trainer.cache_limit - len(trainer.allocated), 0)
 
 
-def _move(alloc: Allocation, shard_id: str, to: str, changed: set[str]) -> None:
+def _move(alloc: Allocation, shard_id: str, to: str) -> None:
     owner = alloc.allocated_to[shard_id]
     if owner == to:
         return
@@ -364,11 +338,11 @@ def _move(alloc: Allocation, shard_id: str, to: str, changed: set[str]) -> None:
     if owner is not None:
         alloc.trainers[owner].allocated.discard(shard_id)
         alloc.trainers[owner].load -= count
-        changed.add(owner)
+        alloc.changed.add(owner)
     alloc.allocated_to[shard_id] = to
     alloc.trainers[to].allocated.add(shard_id)
     alloc.trainers[to].load += count
-    changed.add(to)
+    alloc.changed.add(to)
 
 
 def _improvement(excess: float, deficit: float, count: int) -> float:
@@ -377,8 +351,7 @@ def _improvement(excess: float, deficit: float, count: int) -> float:
     return excess + deficit - abs(excess - count) - abs(deficit - count)
 
 
-def _pie_cut(alloc: Allocation, newcomer: str) -> set[str]:
-    changed: set[str] = set()
+def _pie_cut(alloc: Allocation, newcomer: str) -> None:
     trainer = alloc.trainers[newcomer]
     targets = target_examples(alloc)
     counts = alloc.shard_counts
@@ -409,8 +382,7 @@ def _pie_cut(alloc: Allocation, newcomer: str) -> set[str]:
             break
         _, shard_id, donor = best
         offers[donor].remove(shard_id)
-        _move(alloc, shard_id, newcomer, changed)
-    return changed
+        _move(alloc, shard_id, newcomer)
 
 
 def _best_rebalance_move(alloc: Allocation, targets: dict[str, float]) -> tuple[str, str] | None:

@@ -8,8 +8,9 @@ on; validation errors also name the `field`.
 from __future__ import annotations
 
 import asyncio
-import hmac
+import contextlib
 import json
+import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,168 +27,223 @@ from starlette.websockets import WebSocket
 from mlitb import __version__
 from mlitb.closure import ClosureError, load_closure
 from mlitb.data.catalog import get_manifest
+from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, prometheus
-from mlitb.master.closures import project_closure, project_from_closure
+from mlitb.master.closure_io import project_closure, project_from_closure
+from mlitb.master.closure_page import closure_page_policy, render_closure_page
 from mlitb.master.connection import ConnectionStats, serve_connection
-from mlitb.master.project import ValidationError, check_layers, parse_create, parse_patch
+from mlitb.master.datawatch import watch_datasets
+from mlitb.master.definition import (
+    ValidationError,
+    check_layers,
+    check_layers_body,
+    parse_create,
+    parse_patch,
+)
+from mlitb.master.hardening import check_project_cap, master_middleware, model_limits
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.master.standalone import render_closure_page
-from mlitb.store import Store, StoreUnavailable
+from mlitb.store import Store
+from mlitb.tasks import log_crash
+from mlitb.validate import FieldError
+
+log = logging.getLogger("mlitb.master")
+
+
+def registry_of(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.registry.settings
+
+
+def admin(request: Request) -> None:
+    require_admin(request, settings_of(request).admin_token)
+
+
+def project_of(request: Request) -> ProjectRuntime:
+    rt = registry_of(request).projects.get(request.path_params["id"])
+    if rt is None:
+        raise HTTPException(404, f"no project {request.path_params['id']!r}; GET /api/projects lists them")
+    return rt
+
+
+def iteration_range(settings: Settings) -> tuple[int, int]:
+    return settings.min_iteration_ms, settings.max_iteration_ms
+
+
+# ------------------------------------------------------------ endpoints
+
+
+async def config(request: Request) -> Response:
+    default = registry_of(request).default_project()
+    return JSONResponse({"version": __version__, "data_url": settings_of(request).data_url,
+                         "default_project": default.id if default else None})
+
+
+async def layers_check(request: Request) -> Response:
+    raw = await request.body()  # at most max_body_bytes (hardening.py); parsed off the event loop
+    net = await asyncio.to_thread(check_layers_body, raw, model_limits(settings_of(request)))
+    layers = [{"type": layer.type, "out_sx": layer.out_shape[1], "out_sy": layer.out_shape[0],
+               "out_depth": layer.out_shape[2]} for layer in net.layers]
+    return JSONResponse({"param_count": net.param_count, "layers": layers})
+
+
+async def list_projects(request: Request) -> Response:
+    return JSONResponse([project_json(rt, detail=False) for rt in registry_of(request).projects.values()])
+
+
+async def create_project(request: Request) -> Response:
+    admin(request)
+    registry, settings = registry_of(request), settings_of(request)
+    check_project_cap(len(registry.projects), settings)
+    body = await json_body(request)
+    dataset = body.get("dataset") if isinstance(body, dict) else None
+    manifest = await get_manifest(registry.store, dataset) if isinstance(dataset, str) and dataset else None
+    definition, _net = parse_create(
+        body, dataset_shape=tuple(manifest.shape) if manifest else None,
+        num_classes=len(manifest.classes) if manifest else None,
+        default_eval_every=settings.eval_every, iteration_range=iteration_range(settings),
+        model_limits=model_limits(settings))
+    rt = await registry.create(definition)
+    return JSONResponse(project_json(rt, detail=True), status_code=201)
+
+
+async def create_from_closure(request: Request) -> Response:
+    admin(request)
+    registry, settings = registry_of(request), settings_of(request)
+    check_project_cap(len(registry.projects), settings)
+    body = await request.body()
+    try:
+        closure = await asyncio.to_thread(load_closure, body)
+    except ClosureError as exc:
+        raise ValidationError(exc.path, exc.message, text=f"closure {exc}") from exc
+    check_layers(closure.layers, model_limits(settings))  # the closure's model must fit this master's limits too
+    manifest = await get_manifest(registry.store, closure.dataset.id) if closure.dataset.id else None
+    definition, checkpoint = project_from_closure(closure, manifest, iteration_range(settings), settings.eval_every)
+    rt = await registry.create(definition, checkpoint)
+    return JSONResponse(project_json(rt, detail=True), status_code=201)
+
+
+async def get_project(request: Request) -> Response:
+    return JSONResponse(project_json(project_of(request), detail=True))
+
+
+async def patch_project(request: Request) -> Response:
+    admin(request)
+    rt = project_of(request)
+    definition = parse_patch(await json_body(request), rt.definition, iteration_range(settings_of(request)))
+    await registry_of(request).update(rt, definition)
+    return JSONResponse(project_json(rt, detail=True))
+
+
+async def delete_project(request: Request) -> Response:
+    admin(request)
+    await registry_of(request).delete(project_of(request))
+    return Response(status_code=204)
+
+
+async def start_project(request: Request) -> Response:
+    admin(request)
+    rt = project_of(request)
+    await registry_of(request).start(rt)
+    return JSONResponse(project_json(rt, detail=True))
+
+
+async def pause_project(request: Request) -> Response:
+    admin(request)
+    rt = project_of(request)
+    await registry_of(request).pause(rt)
+    return JSONResponse(project_json(rt, detail=True))
+
+
+async def project_metrics(request: Request) -> Response:
+    rt = project_of(request)
+    try:
+        since = int(request.query_params.get("since", "0"))
+    except ValueError:
+        raise ValidationError("since", "must be an integer iteration") from None
+    return JSONResponse([clean(m) for m in rt.metrics if m["iteration"] >= since])
+
+
+async def download_closure(request: Request) -> Response:
+    rt = project_of(request)
+    snapshot = rt.snapshot()
+    text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, snapshot)
+    filename = f"{rt.id}-iteration-{snapshot.iteration}.closure.json"
+    return Response(text, media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+async def closure_page(request: Request) -> Response:
+    rt = project_of(request)
+    text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, rt.snapshot())
+    page = await asyncio.to_thread(render_closure_page, text, settings_of(request).static_dir)
+    return HTMLResponse(page, headers={"Content-Security-Policy": closure_page_policy(page)})
+
+
+async def websocket(ws: WebSocket) -> None:
+    registry = ws.app.state.registry
+    await serve_connection(ws, registry, registry.settings, ws.app.state.stats)
+
+
+async def healthz(request: Request) -> Response:
+    registry = registry_of(request)
+    await registry.store.ping()
+    return JSONResponse({"ok": True, "projects": len(registry.projects), "connections": request.app.state.stats.open})
+
+
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(prometheus.render(registry_of(request).projects.values(), request.app.state.stats),
+                             media_type="text/plain; version=0.0.4")
+
+
+ROUTES = [
+    Route("/api/config", config, methods=["GET"]),
+    Route("/api/layers/check", layers_check, methods=["POST"]),
+    Route("/api/projects", list_projects, methods=["GET"]),
+    Route("/api/projects", create_project, methods=["POST"]),
+    Route("/api/projects/from-closure", create_from_closure, methods=["POST"]),
+    Route("/api/projects/{id}", get_project, methods=["GET"]),
+    Route("/api/projects/{id}", patch_project, methods=["PATCH"]),
+    Route("/api/projects/{id}", delete_project, methods=["DELETE"]),
+    Route("/api/projects/{id}/start", start_project, methods=["POST"]),
+    Route("/api/projects/{id}/pause", pause_project, methods=["POST"]),
+    Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
+    Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
+    Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
+    WebSocketRoute("/ws", websocket),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Projects load (running ones start) and the dataset watch begins; at shutdown, final checkpoints."""
+    registry: Registry = app.state.registry
+    await registry.load()
+    watch = asyncio.create_task(watch_datasets(registry, registry.settings.dataset_poll_s), name="datawatch")
+    watch.add_done_callback(log_crash(log))
+    yield
+    watch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watch
+    await registry.close()
 
 
 def create_master_app(settings: Settings, store: Store) -> Starlette:
-    """The master on `store`; projects load at startup and get a final checkpoint at shutdown."""
-    registry = Registry(store, settings)
-    stats = ConnectionStats()
-    iteration_range = (settings.min_iteration_ms, settings.max_iteration_ms)
-
-    def admin(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
-            raise HTTPException(401, "this action needs the admin token: send 'Authorization: Bearer TOKEN' "
-                                     "(mlitb serve prints it on first start)")
-
-    def project_of(request: Request) -> ProjectRuntime:
-        rt = registry.projects.get(request.path_params["id"])
-        if rt is None:
-            raise HTTPException(404, f"no project {request.path_params['id']!r}; GET /api/projects lists them")
-        return rt
-
-    async def config(request: Request) -> Response:
-        default = registry.default_project()
-        return JSONResponse({"version": __version__, "data_url": settings.data_url,
-                             "default_project": default.id if default else None})
-
-    async def layers_check(request: Request) -> Response:
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
-        net = check_layers(body.get("layers"))
-        layers = [{"type": layer.type, "out_sx": layer.out_shape[1], "out_sy": layer.out_shape[0],
-                   "out_depth": layer.out_shape[2]} for layer in net.layers]
-        return JSONResponse({"param_count": net.param_count, "layers": layers})
-
-    async def list_projects(request: Request) -> Response:
-        return JSONResponse([project_json(rt, detail=False) for rt in registry.projects.values()])
-
-    async def create_project(request: Request) -> Response:
-        admin(request)
-        body = await json_body(request)
-        dataset = body.get("dataset") if isinstance(body, dict) else None
-        manifest = await get_manifest(store, dataset) if isinstance(dataset, str) and dataset else None
-        definition, _net = parse_create(
-            body, dataset_shape=tuple(manifest.shape) if manifest else None,
-            num_classes=len(manifest.classes) if manifest else None,
-            default_eval_every=settings.eval_every, iteration_range=iteration_range)
-        rt = await registry.create(definition)
-        return JSONResponse(project_json(rt, detail=True), status_code=201)
-
-    async def get_project(request: Request) -> Response:
-        return JSONResponse(project_json(project_of(request), detail=True))
-
-    async def patch_project(request: Request) -> Response:
-        admin(request)
-        rt = project_of(request)
-        await registry.update(rt, parse_patch(await json_body(request), rt.definition, iteration_range))
-        return JSONResponse(project_json(rt, detail=True))
-
-    async def delete_project(request: Request) -> Response:
-        admin(request)
-        await registry.delete(project_of(request))
-        return Response(status_code=204)
-
-    async def start_project(request: Request) -> Response:
-        admin(request)
-        rt = project_of(request)
-        await registry.start(rt)
-        return JSONResponse(project_json(rt, detail=True))
-
-    async def pause_project(request: Request) -> Response:
-        admin(request)
-        rt = project_of(request)
-        await registry.pause(rt)
-        return JSONResponse(project_json(rt, detail=True))
-
-    async def project_metrics(request: Request) -> Response:
-        rt = project_of(request)
-        try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            raise ValidationError("since", "must be an integer iteration") from None
-        return JSONResponse([clean(m) for m in rt.metrics if m["iteration"] >= since])
-
-    async def download_closure(request: Request) -> Response:
-        rt = project_of(request)
-        snapshot = registry.checkpoint_now(rt)
-        text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, snapshot)
-        filename = f"{rt.id}-iteration-{snapshot.iteration}.closure.json"
-        return Response(text, media_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-    async def closure_page(request: Request) -> Response:
-        rt = project_of(request)
-        snapshot = registry.checkpoint_now(rt)
-        text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, snapshot)
-        page = await asyncio.to_thread(render_closure_page, text, settings.static_dir)
-        return HTMLResponse(page)
-
-    async def create_from_closure(request: Request) -> Response:
-        admin(request)
-        body = await request.body()
-        try:
-            closure = await asyncio.to_thread(load_closure, body)
-        except ClosureError as exc:
-            raise ValidationError(exc.path, exc.message, text=f"closure {exc}") from exc
-        manifest = await get_manifest(store, closure.dataset.id) if closure.dataset.id else None
-        definition, checkpoint = project_from_closure(closure, manifest, iteration_range, settings.eval_every)
-        rt = await registry.create(definition, checkpoint)
-        return JSONResponse(project_json(rt, detail=True), status_code=201)
-
-    async def websocket(ws: WebSocket) -> None:
-        await serve_connection(ws, registry, settings, stats)
-
-    async def healthz(request: Request) -> Response:
-        await store.ping()
-        return JSONResponse({"ok": True, "projects": len(registry.projects), "connections": stats.open})
-
-    async def metrics(request: Request) -> Response:
-        return PlainTextResponse(prometheus.render(registry.projects.values(), stats),
-                                 media_type="text/plain; version=0.0.4")
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await registry.load()
-        yield
-        await registry.close()
-
-    routes = [
-        Route("/api/config", config, methods=["GET"]),
-        Route("/api/layers/check", layers_check, methods=["POST"]),
-        Route("/api/projects", list_projects, methods=["GET"]),
-        Route("/api/projects", create_project, methods=["POST"]),
-        Route("/api/projects/from-closure", create_from_closure, methods=["POST"]),
-        Route("/api/projects/{id}", get_project, methods=["GET"]),
-        Route("/api/projects/{id}", patch_project, methods=["PATCH"]),
-        Route("/api/projects/{id}", delete_project, methods=["DELETE"]),
-        Route("/api/projects/{id}/start", start_project, methods=["POST"]),
-        Route("/api/projects/{id}/pause", pause_project, methods=["POST"]),
-        Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
-        Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
-        Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
-        WebSocketRoute("/ws", websocket),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ]
+    """The master on `store`: the API routes, `/ws`, and the browser client at `/`."""
+    routes = list(ROUTES)
     if settings.static_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
-    handlers = {ValidationError: _validation_error, HTTPException: _http_error, StoreUnavailable: _store_unavailable}
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
-    app.state.registry = registry
-    app.state.stats = stats
+    app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, **ERROR_HANDLERS},
+                    lifespan=lifespan, middleware=master_middleware(settings))
+    app.state.registry = Registry(store, settings)
+    app.state.stats = ConnectionStats()
     return app
 
 
@@ -202,7 +258,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
     """A project as the API shows it; `detail` adds layers and the worker table."""
     d = rt.definition
     result: dict[str, Any] = {
-        "id": d.id, "name": d.name, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
+        "id": d.id, "name": d.name, "description": d.description, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
@@ -245,16 +301,6 @@ def clean(record: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ValidationError)
+async def _field_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FieldError)
     return JSONResponse(exc.to_json(), status_code=400)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=headers)
-
-
-async def _store_unavailable(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": f"the store is unavailable: {exc}"}, status_code=503)

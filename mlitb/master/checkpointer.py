@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlitb.backoff import exponential_s
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.store import Store, StoreError
+from mlitb.tasks import log_crash
 
 log = logging.getLogger("mlitb.master.checkpointer")
 
@@ -38,7 +40,7 @@ class Policy:
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait after the `failures`-th failed write in a row (1, 2, ...)."""
-        return min(self.backoff_max_s, self.backoff_base_s * 2.0 ** min(failures - 1, 30))
+        return exponential_s(failures, self.backoff_base_s, self.backoff_max_s)
 
 
 @dataclass
@@ -83,7 +85,7 @@ class Checkpointer:
         self._pending[key] = value
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="checkpointer")
-            self._task.add_done_callback(_log_crash)
+            self._task.add_done_callback(log_crash(log, "the checkpoint writer (the next checkpoint starts it again)"))
 
     async def drop(self, *keys: str) -> None:
         """Forget pending writes for `keys` and wait out one in flight, so a deleted key stays deleted."""
@@ -153,8 +155,3 @@ class Checkpointer:
 
 def _encode_all(batch: dict[str, Value]) -> dict[str, bytes]:
     return {key: value if isinstance(value, bytes) else value() for key, value in batch.items()}
-
-
-def _log_crash(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("the checkpoint writer failed; the next checkpoint starts it again", exc_info=task.exception())

@@ -20,7 +20,7 @@ from mlitb.master import allocation as alloc
 from mlitb.master import latency
 from mlitb.master.guard import guarded_step
 from mlitb.master.runtime import ProjectRuntime, Window, Worker
-from mlitb.protocol import encode, params_frame, work_frame
+from mlitb.protocol import idle_frame, params_frame, work_frame
 
 AfterReduce = Callable[[ProjectRuntime], None]
 
@@ -54,22 +54,22 @@ async def wait_window(rt: ProjectRuntime) -> None:
 
 def boundary(rt: ProjectRuntime, now: float, after_reduce: AfterReduce) -> Window | None:
     """Close the open iteration and open the next; None when there is nobody to work."""
-    closed, rt.window = rt.window, None
+    closed = rt.window
+    rt.open_window(None)
     data_step(rt)
     join_step(rt)
     if closed is not None:
         reduce_step(rt, closed, now)
         latency_step(rt, closed)
         after_reduce(rt)
-    rt.window = broadcast_step(rt, now)
+    rt.open_window(broadcast_step(rt, now))
     return rt.window
 
 
 def data_step(rt: ProjectRuntime) -> None:
     """New shards of a grown dataset are registered; shards waiting for a trainer (new, after a
-    departure, or caches full) get one."""
+    departure, or caches full) get one (`add_shards` allocates every pending shard)."""
     alloc.add_shards(rt.allocation, rt.new_train_shards())
-    alloc.allocate_pending(rt.allocation)
     rt.send_assignments()
 
 
@@ -77,7 +77,7 @@ def join_step(rt: ProjectRuntime) -> None:
     """Trainers enter only here, at a boundary, and only once they hold some of their shards."""
     for worker_id, worker in rt.workers.items():
         if not worker.admitted and rt.usable_shards(worker_id):
-            worker.admitted = True
+            worker.admit()
 
 
 def reduce_step(rt: ProjectRuntime, closed: Window, now: float) -> None:
@@ -86,31 +86,9 @@ def reduce_step(rt: ProjectRuntime, closed: Window, now: float) -> None:
     A step that would make the parameters non-finite raises (guard.py) before anything is recorded;
     the supervisor reports it and the same iteration runs again from the last good parameters.
     """
-    total = rt.sum
-    elapsed = max(now - closed.started, 1e-9)
-    if total.count:
-        guarded_step(rt.optimizer, rt.params, total.grad, total.count, closed.iteration)
-    c = rt.counters
-    c.iterations += 1
-    c.examples += total.count
-    c.accepted += total.contributors
-    c.missed += sum(1 for w in closed.waiting if w in rt.workers)
-    c.last_iteration_s = elapsed
-    c.examples_per_s = total.count / elapsed
-    rt.metrics.append({
-        "iteration": closed.iteration,
-        "time": time.time(),
-        "train_loss": total.loss_sum / total.count if total.count else None,
-        "train_accuracy": total.correct / total.count if total.count else None,
-        "test_loss": None,
-        "test_accuracy": None,
-        "examples_per_s": c.examples_per_s,
-        "workers": total.contributors,
-        "iteration_ms": elapsed * 1000,
-    })
-    del rt.metrics[:-rt.settings.metrics_history]
-    total.reset()
-    rt.iteration = closed.iteration + 1
+    if rt.sum.count:
+        guarded_step(rt.optimizer, rt.params, rt.sum.grad, rt.sum.count, closed.iteration)
+    rt.close_iteration(closed, now)
 
 
 def latency_step(rt: ProjectRuntime, closed: Window) -> None:
@@ -119,7 +97,7 @@ def latency_step(rt: ProjectRuntime, closed: Window) -> None:
         if worker_id in closed.waiting:
             latency.record_miss(worker.timing, closed.iteration)
             if latency.is_excluded(worker.timing) and worker.timing.excluded_since == closed.iteration:
-                worker.conn.send(encode({"type": "idle", "reason": "excluded"}))
+                worker.conn.send(idle_frame("excluded"))
         alloc.set_throughput(rt.allocation, worker_id, latency.examples_per_s(worker.timing))
     alloc.rebalance(rt.allocation)
     rt.send_assignments()
@@ -141,11 +119,7 @@ def broadcast_step(rt: ProjectRuntime, now: float) -> Window | None:
         if worker_id not in workers:
             worker.conn.send_iteration(frame)
             continue
-        worker.budget_ms = latency.work_budget_ms(worker.timing, rt.definition.iteration_ms)
-        worker.work_iteration = rt.iteration
-        worker.work_sent_at = now
-        worker.work_deadline = deadline
-        worker.work_answered = False
+        worker.give_work(rt.iteration, now, deadline, latency.work_budget_ms(worker.timing, rt.definition.iteration_ms))
         worker.conn.send_iteration(frame, work_frame(rt.iteration, worker.budget_ms, rt.usable_shards(worker_id)))
     for tracker in rt.trackers.values():
         tracker.send_iteration(frame)

@@ -24,17 +24,15 @@ from mlitb.master import evaluation
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.checkpointer import Checkpointer, Policy
 from mlitb.master.connection import Connection
-from mlitb.master.datawatch import watch_datasets
+from mlitb.master.definition import ProjectDef
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
-from mlitb.master.project import ProjectDef
-from mlitb.master.runtime import ProjectRuntime
+from mlitb.master.runtime import ProjectError, ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.master.supervision import ProjectError, RestartPolicy, supervise
-from mlitb.model import Net
-from mlitb.optim import make_optimizer
-from mlitb.protocol import Hello, ProtocolError, encode
+from mlitb.master.supervision import RestartPolicy, supervise
+from mlitb.protocol import Hello, ProtocolError, error_frame
 from mlitb.store import Store
+from mlitb.tasks import log_crash
 
 log = logging.getLogger("mlitb.master")
 
@@ -64,7 +62,6 @@ class Registry:
         self.projects: dict[str, ProjectRuntime] = {}
         self._side: dict[str, _SideTasks] = {}
         self.checkpoints = Checkpointer(store, Policy(settings.checkpoint_every, settings.checkpoint_interval_s))
-        self._datawatch: asyncio.Task | None = None
         self.evaluator = Evaluator()
 
     # ------------------------------------------------------------ lifecycle
@@ -82,15 +79,9 @@ class Registry:
                 log.warning("project %s not loaded: %s", definition.id, exc)
                 continue
             self._add(rt)
-        self._datawatch = asyncio.create_task(watch_datasets(self, self.settings.dataset_poll_s), name="datawatch")
-        self._datawatch.add_done_callback(_log_crash)
 
     async def close(self) -> None:
         """Stop every loop and write a final checkpoint; statuses stay as they are, to resume."""
-        if self._datawatch is not None:
-            self._datawatch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._datawatch
         for rt in list(self.projects.values()):
             await self._stop(rt)
             await self.settle(rt)
@@ -111,10 +102,9 @@ class Registry:
     async def start(self, rt: ProjectRuntime) -> None:
         if rt.running:
             return
-        rt.error = None
+        rt.clear_error()
         await self._set_definition(rt, rt.definition.with_status("running"))
-        for worker in rt.workers.values():
-            worker.conn.send(encode({"type": "idle", "reason": "waiting"}))
+        rt.broadcast_idle("waiting")
         self._launch(rt)
 
     async def pause(self, rt: ProjectRuntime) -> None:
@@ -133,13 +123,11 @@ class Registry:
             return  # deleted meanwhile: pausing would write its definition back
         if rt.error is None or rt.error.message != error:
             log.warning("project %s: %s", rt.id, error)
-        rt.error = ProjectError(error, time.time(), rt.iteration, 1, source="dataset")
+        rt.record_error(ProjectError(error, time.time(), rt.iteration, 1, source="dataset"))
         await self.pause(rt)
 
     async def update(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
         """A PATCHed definition; the loop reads T and the optimizer at the next boundary."""
-        if definition.optimizer != rt.definition.optimizer:
-            rt.optimizer.set_hyper(_hyper(definition.optimizer))
         await self._set_definition(rt, definition)
 
     async def delete(self, rt: ProjectRuntime) -> None:
@@ -149,7 +137,7 @@ class Registry:
         self.evaluator.forget(rt.id)
         del self.projects[rt.id]
         for worker in list(rt.workers.values()):
-            worker.conn.close(encode({"type": "error", "code": "unknown_project", "message": "the project was deleted", "fatal": True}))
+            worker.conn.close(error_frame("unknown_project", "the project was deleted", fatal=True))
         for tracker in list(rt.trackers.values()):
             tracker.close()
         await self.checkpoints.drop(definition_key(rt.id), checkpoint_key(rt.id))
@@ -160,18 +148,6 @@ class Registry:
         pending = list(self._side[rt.id].all)
         if pending:
             await asyncio.wait(pending)
-
-    def checkpoint_now(self, rt: ProjectRuntime) -> Checkpoint:
-        """A consistent copy of the trained state (what a closure or a checkpoint holds)."""
-        return Checkpoint(
-            iteration=rt.iteration,
-            params=rt.params.copy(),
-            optimizer_state=_copy_state(rt.optimizer.state_dict()),
-            allocation={w: sorted(t.allocated) for w, t in rt.allocation.trainers.items()},
-            # The records themselves are shared: only evaluation writes into them later (filling in
-            # test figures), and copying 100k dicts on the loop would stall it (bench/checkpoint_write.py).
-            metrics=list(rt.metrics),
-        )
 
     # ------------------------------------------------------------ the lobby
 
@@ -196,16 +172,7 @@ class Registry:
         manifest = await get_manifest(self.store, definition.dataset)
         if manifest is None:
             raise LookupError(f"dataset {definition.dataset!r} is not in the store")
-        net = Net(definition.layers)
-        optimizer = make_optimizer(definition.optimizer["name"], _hyper(definition.optimizer), net.layout)
-        if checkpoint is None:
-            params, iteration, metrics = net.init_params(definition.seed), 0, []
-        else:
-            optimizer.load_state_dict(checkpoint.optimizer_state)
-            params, iteration, metrics = checkpoint.params, checkpoint.iteration, checkpoint.metrics
-        if params.shape != (net.param_count,):
-            raise ValueError(f"the checkpoint holds {params.size} parameters, the layers need {net.param_count}")
-        return ProjectRuntime(definition, net, manifest, params, optimizer, iteration, metrics, self.settings)
+        return ProjectRuntime.build(definition, manifest, self.settings, checkpoint)
 
     def _add(self, rt: ProjectRuntime) -> None:
         self.projects[rt.id] = rt
@@ -216,29 +183,29 @@ class Registry:
     def _launch(self, rt: ProjectRuntime) -> None:
         policy = RestartPolicy(self.settings.loop_tries, self.settings.loop_backoff_s)
         loop = supervise(rt, lambda: run_project(rt, self._after_reduce), policy, self._give_up)
-        rt.task = asyncio.create_task(loop, name=f"loop-{rt.id}")
-        rt.task.add_done_callback(_log_crash)
+        task = asyncio.create_task(loop, name=f"loop-{rt.id}")
+        task.add_done_callback(log_crash(log))
+        rt.attach_task(task)
         self.evaluator.start()
 
     async def _give_up(self, rt: ProjectRuntime) -> None:
         """The loop failed `loop_tries` times in a row: paused (from inside its own task), error kept for the API."""
-        rt.task = None
+        rt.detach_task()
         await self._set_definition(rt, rt.definition.with_status("paused"))
         rt.broadcast_idle("paused")
         self._save(rt)
 
     async def _stop(self, rt: ProjectRuntime) -> None:
         """Cancel the loop; the open iteration's results are discarded, its params stay current."""
-        task, rt.task = rt.task, None
+        task = rt.detach_task()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        rt.window = None
-        rt.sum.reset()
+        rt.discard_open_iteration()
 
     async def _set_definition(self, rt: ProjectRuntime, definition: ProjectDef) -> None:
-        rt.definition = definition
+        rt.set_definition(definition)
         self.checkpoints.put(definition_key(rt.id), definition.to_json())
 
     def _after_reduce(self, rt: ProjectRuntime) -> None:
@@ -252,7 +219,7 @@ class Registry:
         task = asyncio.create_task(coro)
         side.all.add(task)
         task.add_done_callback(side.all.discard)
-        task.add_done_callback(_log_crash)
+        task.add_done_callback(log_crash(log))
         return task
 
     async def _evaluate(self, rt: ProjectRuntime, side: _SideTasks, iteration: int, params: np.ndarray) -> None:
@@ -266,54 +233,21 @@ class Registry:
         try:
             result = await self.evaluator.evaluate(rt.id, params, source)
         except Exception as exc:  # training goes on without test figures; the researcher is told why
-            _record_evaluation_failure(rt, iteration, exc)
+            first = rt.error is None
+            if not rt.record_evaluation_failure(iteration, exc):  # a graver error stays the one shown
+                log.error("project %s: test evaluation after iteration %d failed: %s", rt.id, iteration, exc)
+            elif first:  # logged with its traceback once per run of failures
+                log.error("project %s: test evaluation after iteration %d failed", rt.id, iteration, exc_info=exc)
             return
         finally:
             side.evaluating = None
-        if rt.error is not None and rt.error.source == "evaluation":
-            rt.error = None
-        for record in reversed(rt.metrics):
-            if record["iteration"] == iteration:
-                record["test_loss"], record["test_accuracy"] = result.loss, result.accuracy
-                break
+        rt.record_evaluation(iteration, result.loss, result.accuracy)
 
     def _save(self, rt: ProjectRuntime) -> None:
         """Queue a checkpoint: a snapshot now (consistent), encoded and written off the loop, newest wins."""
-        self.checkpoints.save(checkpoint_key(rt.id), self.checkpoint_now(rt))
+        self.checkpoints.save(checkpoint_key(rt.id), rt.snapshot())
 
     async def _checkpoint(self, rt: ProjectRuntime) -> None:
         """A new project's first checkpoint, written before its creation is acknowledged."""
-        blob = await asyncio.to_thread(self.checkpoint_now(rt).encode)
+        blob = await asyncio.to_thread(rt.snapshot().encode)
         await self.store.put(checkpoint_key(rt.id), blob)
-
-
-def _record_evaluation_failure(rt: ProjectRuntime, iteration: int, exc: Exception) -> None:
-    """Logged once per run of failures (with the traceback), counted, and shown as the project's `error`."""
-    if rt.error is not None and rt.error.source != "evaluation":
-        log.error("project %s: test evaluation after iteration %d failed: %s", rt.id, iteration, exc)
-        return  # the graver error stays the one shown
-    previous = rt.error
-    if previous is None:
-        log.error("project %s: test evaluation after iteration %d failed", rt.id, iteration, exc_info=exc)
-    message = f"test evaluation after iteration {iteration} failed: {exc}; training goes on without test figures"
-    failures = previous.failures + 1 if previous else 1
-    rt.error = ProjectError(message, time.time(), iteration, failures, source="evaluation")
-
-
-def _hyper(optimizer: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in optimizer.items() if k != "name"}
-
-
-def _copy_state(state: Any) -> Any:
-    if isinstance(state, np.ndarray):
-        return state.copy()
-    if isinstance(state, dict):
-        return {k: _copy_state(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [_copy_state(v) for v in state]
-    return state
-
-
-def _log_crash(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task %s failed", task.get_name(), exc_info=task.exception())

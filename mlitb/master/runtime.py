@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,12 +19,38 @@ import numpy as np
 from mlitb.data.manifest import Manifest
 from mlitb.master import allocation as alloc
 from mlitb.master import latency
+from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
-from mlitb.master.project import ProjectDef
+from mlitb.master.definition import ProjectDef
 from mlitb.master.settings import Settings
-from mlitb.master.supervision import ProjectError
 from mlitb.model import Net
-from mlitb.protocol import PROTOCOL_VERSION, ClientInfo, Hello, ProtocolError, Result, encode, params_frame
+from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec
+from mlitb.protocol import (
+    ClientInfo,
+    Hello,
+    ProtocolError,
+    Result,
+    assign_frame,
+    idle_frame,
+    params_frame,
+    welcome_frame,
+)
+
+
+@dataclass(frozen=True)
+class ProjectError:
+    """A project's last failure: what happened, when (unix s), at which iteration, how often in a row, and
+    where: `loop` (an iteration failed), `dataset` (its data went away) or `evaluation` (the test figures
+    could not be computed; training goes on, and the next good evaluation clears it)."""
+
+    message: str
+    time: float
+    iteration: int
+    failures: int
+    source: str = "loop"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -48,6 +74,18 @@ class Worker:
         if latency.is_excluded(self.timing):
             return "excluded"
         return "training" if self.admitted else "waiting"
+
+    def admit(self) -> None:
+        """Enter the computation (at a boundary, once it holds some of its shards)."""
+        self.admitted = True
+
+    def give_work(self, iteration: int, sent_at: float, deadline: float, budget_ms: int) -> None:
+        """Record the `work` about to be sent: its result is measured against these."""
+        self.work_iteration = iteration
+        self.work_sent_at = sent_at
+        self.work_deadline = deadline
+        self.work_answered = False
+        self.budget_ms = budget_ms
 
 
 @dataclass
@@ -101,10 +139,10 @@ class Counters:
 
 
 class ProjectRuntime:
-    """One hosted project. Built by the registry from a definition and a checkpoint."""
+    """One hosted project, and the only writer of its state. Built with `ProjectRuntime.build`."""
 
     def __init__(self, definition: ProjectDef, net: Net, manifest: Manifest, params: np.ndarray,
-                 optimizer: Any, iteration: int, metrics: list[dict[str, Any]], settings: Settings) -> None:
+                 optimizer: Optimizer, iteration: int, metrics: list[dict[str, Any]], settings: Settings) -> None:
         self.definition = definition
         self.net = net
         self.manifest = manifest
@@ -126,6 +164,21 @@ class ProjectRuntime:
         self.counters = Counters()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
+
+    @classmethod
+    def build(cls, definition: ProjectDef, manifest: Manifest, settings: Settings,
+              checkpoint: Checkpoint | None = None) -> ProjectRuntime:
+        """A project from its definition, fresh (parameters from its seed) or resumed from a checkpoint."""
+        net = Net(definition.layers)
+        optimizer = optimizer_from_spec(definition.optimizer, net.layout)
+        if checkpoint is None:
+            params, iteration, metrics = net.init_params(definition.seed), 0, []
+        else:
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+            params, iteration, metrics = checkpoint.params, checkpoint.iteration, checkpoint.metrics
+        if params.shape != (net.param_count,):
+            raise ValueError(f"the checkpoint holds {params.size} parameters, the layers need {net.param_count}")
+        return cls(definition, net, manifest, params, optimizer, iteration, metrics, settings)
 
     # ------------------------------------------------------------ queries
 
@@ -151,6 +204,93 @@ class ProjectRuntime:
         self.registered_revision = self.manifest.revision
         return {ref.id: ref.count for ref in self.manifest.train.shards if ref.id not in self.allocation.shard_counts}
 
+    def snapshot(self) -> Checkpoint:
+        """A consistent copy of the trained state (what a closure or a checkpoint holds)."""
+        return Checkpoint(
+            iteration=self.iteration,
+            params=self.params.copy(),
+            optimizer_state=self.optimizer.state_dict(),
+            allocation={w: sorted(t.allocated) for w, t in self.allocation.trainers.items()},
+            # The records themselves are shared: only evaluation writes into them later (filling in
+            # test figures), and copying 100k dicts on the loop would stall it (bench/checkpoint_write.py).
+            metrics=list(self.metrics),
+        )
+
+    # ------------------------------------------------------------ the researcher and the supervisor
+
+    def set_definition(self, definition: ProjectDef) -> None:
+        """A changed definition (status, name, T, hyper-parameters); the loop reads it at the next boundary."""
+        if definition.optimizer != self.definition.optimizer:
+            self.optimizer.set_hyper(hyper_of(definition.optimizer))
+        self.definition = definition
+
+    def attach_task(self, task: asyncio.Task) -> None:
+        self.task = task
+
+    def detach_task(self) -> asyncio.Task | None:
+        """The loop task, now no longer this project's (the caller cancels it)."""
+        task, self.task = self.task, None
+        return task
+
+    def discard_open_iteration(self) -> None:
+        """Forget the open iteration's results; the parameters stay those of the last completed one."""
+        self.window = None
+        self.sum.reset()
+
+    def record_error(self, error: ProjectError) -> None:
+        self.error = error
+
+    def clear_error(self, source: str | None = None) -> None:
+        """Forget the error (only one from `source`, when given)."""
+        if self.error is not None and (source is None or self.error.source == source):
+            self.error = None
+
+    def record_evaluation(self, iteration: int, loss: float, accuracy: float) -> None:
+        """Test figures of the parameters after `iteration`, written into that iteration's record."""
+        self.clear_error("evaluation")
+        for record in reversed(self.metrics):
+            if record["iteration"] == iteration:
+                record["test_loss"], record["test_accuracy"] = loss, accuracy
+                break
+
+    def record_evaluation_failure(self, iteration: int, exc: Exception) -> bool:
+        """Count a failed evaluation as the project's error, unless a graver one is shown; True if recorded."""
+        if self.error is not None and self.error.source != "evaluation":
+            return False
+        message = f"test evaluation after iteration {iteration} failed: {exc}; training goes on without test figures"
+        failures = self.error.failures + 1 if self.error else 1
+        self.error = ProjectError(message, time.time(), iteration, failures, source="evaluation")
+        return True
+
+    def close_iteration(self, closed: Window, now: float) -> None:
+        """Record the iteration that just closed (its optimizer step already taken) and move to the next."""
+        total = self.sum
+        elapsed = max(now - closed.started, 1e-9)
+        c = self.counters
+        c.iterations += 1
+        c.examples += total.count
+        c.accepted += total.contributors
+        c.missed += sum(1 for w in closed.waiting if w in self.workers)
+        c.last_iteration_s = elapsed
+        c.examples_per_s = total.count / elapsed
+        self.metrics.append({
+            "iteration": closed.iteration,
+            "time": time.time(),
+            "train_loss": total.loss_sum / total.count if total.count else None,
+            "train_accuracy": total.correct / total.count if total.count else None,
+            "test_loss": None,
+            "test_accuracy": None,
+            "examples_per_s": c.examples_per_s,
+            "workers": total.contributors,
+            "iteration_ms": elapsed * 1000,
+        })
+        del self.metrics[:-self.settings.metrics_history]
+        total.reset()
+        self.iteration = closed.iteration + 1
+
+    def open_window(self, window: Window | None) -> None:
+        self.window = window
+
     # ------------------------------------------------------------ arrivals
 
     def adopt_manifest(self, manifest: Manifest) -> None:
@@ -168,7 +308,7 @@ class ProjectRuntime:
         self.workers[conn.id] = Worker(conn, hello.client)
         alloc.add_trainer(self.allocation, conn.id, self.settings.cache_shards, self._train_ids(hello.cached))
         self.send_assignments()
-        conn.send(encode({"type": "idle", "reason": "waiting" if self.running else "paused"}))
+        conn.send(idle_frame("waiting" if self.running else "paused"))
         self.wake.set()
 
     def on_cached(self, conn: Connection, shards: tuple[str, ...]) -> None:
@@ -227,11 +367,11 @@ class ProjectRuntime:
         counts = self.allocation.shard_counts
         sizes = {ref.id: ref.bytes for ref in self.manifest.train.shards}
         for worker_id in alloc.take_changed(self.allocation):
-            shards = [{"id": s, "count": counts[s], "bytes": sizes[s]} for s in alloc.assigned_shards(self.allocation, worker_id)]
-            self.workers[worker_id].conn.send(encode({"type": "assign", "shards": shards}))
+            shards = [(s, counts[s], sizes[s]) for s in alloc.assigned_shards(self.allocation, worker_id)]
+            self.workers[worker_id].conn.send(assign_frame(shards))
 
     def broadcast_idle(self, reason: str) -> None:
-        frame = encode({"type": "idle", "reason": reason})
+        frame = idle_frame(reason)
         for worker in self.workers.values():
             worker.conn.send(frame)
 
@@ -250,19 +390,16 @@ class ProjectRuntime:
 
     def _welcome(self, client_id: str, role: str) -> bytes:
         d, m = self.definition, self.manifest
-        return encode({
-            "type": "welcome",
-            "protocol": PROTOCOL_VERSION,
-            "client_id": client_id,
-            "role": role,
-            "project": {
+        return welcome_frame(
+            client_id, role,
+            project={
                 "id": d.id, "name": d.name, "layers": d.layers, "param_count": self.param_count,
                 "num_classes": self.net.num_classes, "input_shape": list(self.net.input_shape),
                 "normalization": d.normalization, "iteration_ms": d.iteration_ms, "status": d.status,
             },
-            "dataset": {
+            dataset={
                 "id": m.id, "url": self.settings.data_url, "classes": list(m.classes), "shape": list(m.shape),
                 "test": [{"id": r.id, "count": r.count, "bytes": r.bytes} for r in m.test.shards],
             },
-            "limits": {"max_frame_bytes": self.settings.max_frame_bytes, "cache_shards": self.settings.cache_shards},
-        })
+            limits={"max_frame_bytes": self.settings.max_frame_bytes, "cache_shards": self.settings.cache_shards},
+        )

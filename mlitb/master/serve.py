@@ -37,11 +37,12 @@ from mlitb.config import ConfigError, from_env
 from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets, list_datasets
 from mlitb.data.limits import Limits
+from mlitb.http_protocol import protocol_options
 from mlitb.master.activity import ActivityLog, watch
 from mlitb.master.app import create_master_app
+from mlitb.master.definition import parse_create
 from mlitb.master.lock import DataDirLock, LockHeld
 from mlitb.master.one_origin import DATA_PREFIX, one_origin
-from mlitb.master.project import parse_create
 from mlitb.master.registry import definition_key
 from mlitb.master.settings import Settings
 from mlitb.model.zoo import MNIST_CONVNET
@@ -270,13 +271,15 @@ async def ensure_demo_project(store: Store, settings: Settings) -> None:
 
 def _config(app, args: argparse.Namespace, port: int, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
-        # websockets-sansio: uvicorn's current websockets backend (`ws="websockets"` is deprecated).
         app, host=args.host, port=port, log_level=getattr(args, "log_level", "info"), log_config=None,
-        access_log=False, lifespan="on", ws="websockets-sansio",
+        access_log=False, lifespan="on",
         ws_max_size=settings.max_frame_bytes, ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_timeout_s,
         # Behind a reverse proxy: trust its X-Forwarded-For/-Proto from these addresses only.
         proxy_headers=True, forwarded_allow_ips=getattr(args, "forwarded_allow_ips", None) or "127.0.0.1",
+        # Slow-loris deadline, idle keep-alive, and uvicorn's websockets-sansio backend with a message limit
+        # that follows each connection's state (http_protocol.py, ws_protocol.py).
+        **protocol_options(settings.http_read_timeout_s, settings.http_idle_timeout_s),
     )
 
 

@@ -14,29 +14,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from mlitb.master.runtime import ProjectRuntime
+from mlitb.backoff import exponential_s
+from mlitb.master.runtime import ProjectError, ProjectRuntime
 
 log = logging.getLogger("mlitb.master.supervision")
-
-
-@dataclass(frozen=True)
-class ProjectError:
-    """A project's last failure: what happened, when (unix s), at which iteration, how often in a row, and
-    where: `loop` (an iteration failed), `dataset` (its data went away) or `evaluation` (the test figures
-    could not be computed; training goes on, and the next good evaluation clears it)."""
-
-    message: str
-    time: float
-    iteration: int
-    failures: int
-    source: str = "loop"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -47,7 +30,7 @@ class RestartPolicy:
     backoff_s: float = 0.5
 
     def delay(self, failures: int) -> float:
-        return self.backoff_s * 2.0 ** (failures - 1)
+        return exponential_s(failures, self.backoff_s)
 
 
 async def supervise(rt: ProjectRuntime, run: Callable[[], Awaitable[None]], policy: RestartPolicy,
@@ -63,13 +46,12 @@ async def supervise(rt: ProjectRuntime, run: Callable[[], Awaitable[None]], poli
             failed_at = rt.iteration
             log.error("project %s: iteration %d failed (%d of %d tries)", rt.id, rt.iteration, failures, policy.tries,
                       exc_info=exc)
-            rt.window = None
-            rt.sum.reset()
+            rt.discard_open_iteration()
             last = failures >= policy.tries
             then = (f"the project was paused after {failures} failures in a row; fix the cause and start it again"
                     if last else f"restarting the loop in {policy.delay(failures):g} s")
-            rt.error = ProjectError(f"iteration {rt.iteration} failed: {_describe(exc)}; {then}", time.time(),
-                                    rt.iteration, failures)
+            rt.record_error(ProjectError(f"iteration {rt.iteration} failed: {_describe(exc)}; {then}", time.time(),
+                                         rt.iteration, failures))
             if last:
                 await give_up(rt)
                 return

@@ -27,10 +27,25 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from mlitb import __version__
+from mlitb.backoff import full_jitter_s
 from mlitb.data.shards import Shard
 from mlitb.model import Net
-from mlitb.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode, f32_array, result_frame
-from mlitb.worker.compute import Examples, Normalization, WorkResult, batch_size_for, compute, gather
+from mlitb.protocol import (
+    ProtocolError,
+    cached_frame,
+    decode,
+    f32_array,
+    hello_frame,
+    result_frame,
+)
+from mlitb.worker.compute import (
+    Examples,
+    Normalization,
+    WorkResult,
+    batch_size_for,
+    compute,
+    gather,
+)
 from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
 from mlitb.worker.status import Progress
 
@@ -69,11 +84,6 @@ def websocket_url(master_url: str) -> str:
         raise ValueError(f"the master URL must start with http://, https://, ws:// or wss://, got {master_url!r}")
     path = parts.path if parts.path.endswith("/ws") else parts.path.rstrip("/") + "/ws"
     return urlunsplit((scheme, parts.netloc, path, "", ""))
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max, base × 2^attempt)]."""
-    return rng.uniform(0.0, min(max_s, base_s * 2.0 ** min(attempt, 30)))
 
 
 class Latest(Generic[T]):
@@ -122,7 +132,6 @@ class Trainer:
         self.say = say
         self.cache: ShardCache | None = None
         self.results = 0
-        self._rng = np.random.default_rng()
         self._jitter = random.Random()
         self._examples: tuple[tuple[str, ...], Examples] | None = None
         self._seconds_per_example: float | None = None  # of the last work: sizes the next one's batches
@@ -144,7 +153,7 @@ class Trainer:
             if stop.is_set():
                 break
             attempt = 0 if self._welcomed else attempt + 1
-            delay = backoff_delay(attempt, self.options.backoff_base_s, self.options.backoff_max_s, self._jitter)
+            delay = full_jitter_s(attempt + 1, self.options.backoff_base_s, self.options.backoff_max_s, self._jitter)
             self.say(f"trainer {self.options.slot}: {reason}; retrying in {delay:.1f} s")
             self._set(state="connecting")
             try:
@@ -161,7 +170,7 @@ class Trainer:
             compression=None,
             open_timeout=10,
         ) as ws:
-            await ws.send(encode(self._hello()))
+            await ws.send(self._hello())
             welcome = decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_S), MAX_FRAME_BYTES)
             self._check_error(welcome)
             if welcome["type"] != "welcome":
@@ -170,7 +179,7 @@ class Trainer:
             self._welcomed = True
             self.say(f"trainer {self.options.slot}: joined project {welcome['project']['id']} as {welcome['client_id']}")
             if self.cache is not None and self.cache.ids():
-                await ws.send(encode({"type": "cached", "shards": self.cache.ids()}))
+                await ws.send(cached_frame(self.cache.ids()))
             tasks = [
                 asyncio.create_task(self._receive(session)),
                 asyncio.create_task(self._download_loop(session)),
@@ -190,20 +199,14 @@ class Trainer:
             for task in done:
                 task.result()  # raise what ended the session
 
-    def _hello(self) -> dict[str, Any]:
-        return {
-            "type": "hello",
-            "protocol": PROTOCOL_VERSION,
-            "role": "trainer",
-            "project": self.options.project,
-            "client": {
-                "kind": "python",
-                "engine": "numpy",
-                "cores": os.cpu_count() or 1,
-                "agent": f"mlitb-worker/{__version__} python/{platform.python_version()} {platform.system()}",
-            },
-            "cached": self.cache.ids() if self.cache is not None else [],
+    def _hello(self) -> bytes:
+        client = {
+            "kind": "python",
+            "engine": "numpy",
+            "cores": os.cpu_count() or 1,
+            "agent": f"mlitb-worker/{__version__} python/{platform.python_version()} {platform.system()}",
         }
+        return hello_frame("trainer", self.options.project, client, self.cache.ids() if self.cache is not None else [])
 
     def _start(self, ws: ClientConnection, welcome: dict[str, Any]) -> Session:
         project, dataset, limits = welcome["project"], welcome["dataset"], welcome.get("limits", {})
@@ -246,7 +249,7 @@ class Trainer:
             failed = await session.cache.fetch(session.data_url, shard_ids)
             if failed:
                 self.say(f"trainer {self.options.slot}: could not fetch {len(failed)} shard(s), e.g. {failed[0]}")
-            await session.ws.send(encode({"type": "cached", "shards": session.cache.ids()}))
+            await session.ws.send(cached_frame(session.cache.ids()))
             self._set(state="waiting", shards=len(shard_ids) - len(failed))
 
     async def _compute_loop(self, session: Session) -> None:
@@ -257,17 +260,23 @@ class Trainer:
                 self.say(f"trainer {self.options.slot}: work for iteration {iteration} without its params; skipped")
                 continue
             held = {s: session.cache.get(s) for s in work["shards"]}
-            shards = {s: shard for s, shard in held.items() if shard is not None}
-            if not shards:
-                self.say(f"trainer {self.options.slot}: none of the {len(work['shards'])} shards to train on is cached")
+            missing = [s for s, shard in held.items() if shard is None]
+            if missing or not held:
+                # The work's example order spans every listed shard (work_order.py): with one missing, no
+                # honest result is possible; the next `cached` tells the master what this worker holds.
+                self.say(f"trainer {self.options.slot}: {len(missing)} of the {len(work['shards'])} shards to "
+                         f"train on are not cached; work skipped")
                 continue
+            shards = {s: shard for s, shard in held.items() if shard is not None}
+            seed = int(work.get("seed", 0)) & 0xFFFFFFFF
             started = time.perf_counter()
-            result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms)
+            result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms, seed)
             compute_ms = (time.perf_counter() - started) * 1000.0
             if self.options.extra_latency_ms > 0:
                 await asyncio.sleep(self.options.extra_latency_ms / 1000.0)
             await session.ws.send(
-                result_frame(iteration, result.grad_sum, result.count, result.loss_sum, result.correct, compute_ms)
+                result_frame(iteration, result.grad_sum, result.count, result.loss_sum, result.correct, compute_ms,
+                             result.batches)
             )
             self.results += 1
             self._set(
@@ -280,7 +289,8 @@ class Trainer:
                 results=self.results,
             )
 
-    def _compute(self, session: Session, params: np.ndarray, shards: dict[str, Shard], budget_ms: int) -> WorkResult:
+    def _compute(self, session: Session, params: np.ndarray, shards: dict[str, Shard], budget_ms: int,
+                 seed: int) -> WorkResult:
         """In a worker thread: the examples of these shards (built once per set), then the gradient."""
         started = time.perf_counter()
         shard_ids = tuple(shards)
@@ -293,7 +303,7 @@ class Trainer:
             self._examples[1],
             budget_ms - spent_ms,
             session.normalization,
-            rng=self._rng,
+            seed=seed,
             batch_size=batch_size_for(budget_ms - spent_ms, self._seconds_per_example, self.options.batch_size,
                                       MIN_BATCH, BATCHES_PER_BUDGET),
             slowdown=self.options.slowdown,

@@ -8,14 +8,22 @@ validation error names the field, so the API can answer a 400 a person can fix.
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mlitb.model import Net, SpecError
+from mlitb.model.limits import ModelLimits, ModelTooLarge, checked_net
 from mlitb.optim import OPTIMIZERS, optimizer_defaults
+from mlitb.validate import (
+    FieldError,
+    is_number,
+    require_int,
+    require_number,
+    require_object,
+    require_text,
+)
 
 STATUSES = ("running", "paused")
 DEFAULT_OPTIMIZER = "adagrad"
@@ -30,22 +38,22 @@ _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
     "eps": (0.0, 1.0, False),
 }
 MAX_NAME = 200
+MAX_NORMALIZATION = 1000.0
+MAX_DESCRIPTION = 2000
 
 
-class ValidationError(ValueError):
+class ValidationError(FieldError):
     """A request body field is wrong: `field` names it (dotted), `message` says what is allowed.
 
     For a layer definition, `field` is the layer's field and `extra` holds the layer index.
     """
 
     def __init__(self, field: str, message: str, *, text: str | None = None, **extra: Any) -> None:
-        super().__init__(text or f"{field}: {message}")
-        self.field = field
-        self.message = message
+        super().__init__(field, message, text=text)
         self.extra = extra
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": str(self), "field": self.field, **self.extra}
+        return {**super().to_json(), **self.extra}
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class ProjectDef:
     seed: int
     status: str = "paused"
     created: float = field(default_factory=time.time)
+    description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -81,26 +90,41 @@ def new_project_id(name: str) -> str:
     return f"{slug}-{secrets.token_hex(4)}"
 
 
-def check_layers(layers: Any) -> Net:
-    """Build the net or raise ValidationError naming the layer index and field."""
+def check_layers(layers: Any, limits: ModelLimits = ModelLimits()) -> Net:
+    """Build the net or raise ValidationError naming the layer index and field, or the limit it is over."""
     try:
-        return Net(layers)
+        return checked_net(layers, limits)
+    except ModelTooLarge as exc:
+        raise ValidationError("layers", exc.message) from exc
     except SpecError as exc:
         # architecture.md: a layer error answers {error, layer, field} with the layer's own field.
         raise ValidationError(exc.field or "layers", exc.message, text=str(exc), layer=exc.index) from exc
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RecursionError) as exc:
         raise ValidationError("layers", f"not a valid list of layer definitions: {exc}") from exc
 
 
+def check_layers_body(raw: bytes, limits: ModelLimits = ModelLimits()) -> Net:
+    """`{"layers": [...]}` as `POST /api/layers/check` sends it, parsed and checked (the app runs this in a
+    thread, after the body limit: parsing is the one costly step an unauthenticated client can ask for)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
+    return check_layers(body.get("layers"), limits)
+
+
 def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_classes: int | None,
-                 default_eval_every: int, iteration_range: tuple[int, int]) -> tuple[ProjectDef, Net]:
+                 default_eval_every: int, iteration_range: tuple[int, int],
+                 model_limits: ModelLimits = ModelLimits()) -> tuple[ProjectDef, Net]:
     """A new project's definition from a POST body; `dataset_shape` None means the dataset does not exist."""
-    body = _object(body, "body")
-    name = _text(body, "name")
-    dataset = _text(body, "dataset")
+    body = require_object(body, "body")
+    name = _name(body, "name")
+    dataset = _name(body, "dataset")
     if dataset_shape is None:
         raise ValidationError("dataset", f"no dataset {dataset!r}; upload it to the data server first (GET /datasets lists them)")
-    net = check_layers(body.get("layers"))
+    net = check_layers(body.get("layers"), model_limits)
     if list(net.input_shape) != list(dataset_shape):
         raise ValidationError("layers", f"the input layer is {list(net.input_shape)} (sy, sx, depth) but dataset "
                                         f"{dataset!r} holds images of {list(dataset_shape)} (height, width, channels)", layer=0)
@@ -117,23 +141,26 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         iteration_ms=_iteration_ms(body.get("iteration_ms", 1000), iteration_range),
         optimizer=parse_optimizer(body.get("optimizer", {}), None),
         normalization=_normalization(body.get("normalization", {"scale": 1 / 255, "offset": 0.0})),
-        eval_every=_int(body.get("eval_every", default_eval_every), "eval_every", 1, 1_000_000),
-        seed=_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
+        eval_every=require_int(body.get("eval_every", default_eval_every), "eval_every", 1, 1_000_000),
+        seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
+        description=_description(body.get("description", "")),
     )
     return definition, net
 
 
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
-    """The definition after a PATCH; only the name, T and optimizer hyper-parameters may change."""
-    body = _object(body, "body")
-    allowed = {"name", "iteration_ms", "optimizer"}
+    """The definition after a PATCH; only the name, description, T and optimizer hyper-parameters may change."""
+    body = require_object(body, "body")
+    allowed = {"name", "description", "iteration_ms", "optimizer"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
     changes: dict[str, Any] = {}
     if "name" in body:
-        changes["name"] = _text(body, "name")
+        changes["name"] = _name(body, "name")
+    if "description" in body:
+        changes["description"] = _description(body["description"])
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
     if "optimizer" in body:
@@ -147,7 +174,7 @@ def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]
 
 def parse_optimizer(raw: Any, base: dict[str, Any] | None) -> dict[str, Any]:
     """`{name, hyper...}` over `base` (None: the named optimizer's defaults); unknown keys and bad values refused."""
-    raw = _object(raw, "optimizer")
+    raw = require_object(raw, "optimizer")
     name = raw.get("name", base["name"] if base else DEFAULT_OPTIMIZER)
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ValidationError("optimizer.name", f"must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
@@ -159,8 +186,7 @@ def parse_optimizer(raw: Any, base: dict[str, Any] | None) -> dict[str, Any]:
             allowed = ", ".join(k for k in result if k != "name")
             raise ValidationError(f"optimizer.{key}", f"unknown hyper-parameter for {name}; it takes {allowed}")
         low, high, inclusive = _HYPER_RANGES[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or value > high or value < low or (value == low and not inclusive):
+        if not is_number(value) or value > high or value < low or (value == low and not inclusive):
             bound = "[" if inclusive else "("
             raise ValidationError(f"optimizer.{key}", f"must be a number in {bound}{low:g}, {high:g}], got {value!r}")
         result[key] = float(value)
@@ -168,37 +194,29 @@ def parse_optimizer(raw: Any, base: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _iteration_ms(value: Any, bounds: tuple[int, int]) -> int:
-    return _int(value, "iteration_ms", bounds[0], bounds[1])
+    return require_int(value, "iteration_ms", bounds[0], bounds[1])
 
 
 def _normalization(raw: Any) -> dict[str, float]:
-    raw = _object(raw, "normalization")
+    raw = require_object(raw, "normalization")
     result = {"scale": 1 / 255, "offset": 0.0}
     for key, value in raw.items():
         if key not in result:
             raise ValidationError(f"normalization.{key}", "unknown; normalization has 'scale' and 'offset'")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ValidationError(f"normalization.{key}", f"must be a finite number, got {value!r}")
-        result[key] = float(value)
+        value = require_number(value, f"normalization.{key}")
+        if abs(value) > MAX_NORMALIZATION:
+            raise ValidationError(f"normalization.{key}", f"must be within ±{MAX_NORMALIZATION:g} (inputs are "
+                                  f"pixel × scale + offset; 1/255 and 0 map pixels to [0, 1]), got {value!r}")
+        result[key] = value
     if result["scale"] == 0:
         raise ValidationError("normalization.scale", "must not be 0")
     return result
 
 
-def _object(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValidationError(name, "must be a JSON object")
-    return value
+def _name(body: dict[str, Any], field: str) -> str:
+    return require_text(body.get(field), field, max_len=MAX_NAME).strip()
 
 
-def _text(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
-        raise ValidationError(name, f"must be a non-empty string of at most {MAX_NAME} characters")
-    return value.strip()
-
-
-def _int(value: Any, name: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ValidationError(name, f"must be an integer from {low} to {high}, got {value!r}")
-    return value
+def _description(value: Any) -> str:
+    """Optional plain text for volunteers; may be empty (no description)."""
+    return require_text(value, "description", max_len=MAX_DESCRIPTION, empty=True).strip()

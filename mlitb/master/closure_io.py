@@ -7,18 +7,28 @@ nobody else touches.
 
 from __future__ import annotations
 
-from mlitb.closure import Closure, DatasetFingerprint, Normalization, TrainingRecord, build_closure
+from mlitb.closure import (
+    Closure,
+    DatasetFingerprint,
+    Normalization,
+    TrainingRecord,
+    build_closure,
+)
 from mlitb.data.manifest import Manifest
 from mlitb.master.checkpoint import Checkpoint
-from mlitb.master.project import ProjectDef, ValidationError, new_project_id, parse_optimizer
+from mlitb.master.definition import (
+    ProjectDef,
+    ValidationError,
+    new_project_id,
+    parse_optimizer,
+)
 from mlitb.model import Net
-from mlitb.optim import make_optimizer
+from mlitb.optim import optimizer_from_spec
 
 
 def project_closure(definition: ProjectDef, net: Net, manifest: Manifest, snapshot: Checkpoint) -> str:
     """The closure JSON text of a project at `snapshot` (blocking: call in a thread)."""
-    hyper = {k: v for k, v in definition.optimizer.items() if k != "name"}
-    optimizer = make_optimizer(definition.optimizer["name"], hyper, net.layout)
+    optimizer = optimizer_from_spec(definition.optimizer, net.layout)
     optimizer.load_state_dict(snapshot.optimizer_state)
     closure = build_closure(
         net, snapshot.params, list(manifest.classes), name=definition.name, optimizer=optimizer,
