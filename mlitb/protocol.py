@@ -250,9 +250,9 @@ def error_frame(code: str, message: str, fatal: bool = False) -> bytes:
     return encode({"type": "error", "code": code, "message": message, "fatal": fatal})
 
 
-def params_frame(iteration: int, params: np.ndarray) -> bytes:
-    """The parameters, encoded once per iteration and sent as the same bytes to everyone."""
-    return encode({"type": "params", "iteration": iteration, "params": f32_bytes(params)})
+def params_frame(iteration: int, params: np.ndarray | bytes) -> bytes:
+    """The parameters (an array, or its float32 bytes), encoded once per iteration and sent to everyone."""
+    return encode({"type": "params", "iteration": iteration, "params": params if isinstance(params, bytes) else f32_bytes(params)})
 
 
 def work_frame(iteration: int, budget_ms: int, shards: list[str], seed: int = 0) -> bytes:

@@ -45,6 +45,7 @@ from mlitb.master.hardening import check_project_cap, master_middleware, model_l
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
+from mlitb.master.trust import check_probability
 from mlitb.store import Store
 from mlitb.tasks import log_crash
 from mlitb.validate import FieldError
@@ -160,6 +161,20 @@ async def pause_project(request: Request) -> Response:
     return JSONResponse(project_json(rt, detail=True))
 
 
+async def ban_worker(request: Request) -> Response:
+    """The researcher bans a client (closed with `untrusted`, its id refused) or lifts the ban."""
+    admin(request)
+    rt = project_of(request)
+    worker_id = request.path_params["worker"]
+    if request.url.path.endswith("/unban"):
+        rt.unban(worker_id)
+        return JSONResponse({"worker": worker_id, "banned": False})
+    if worker_id not in rt.workers and worker_id not in rt.banned:
+        raise HTTPException(404, f"no worker {worker_id!r} in project {rt.id!r}; GET /api/projects/{rt.id} lists them")
+    rt.ban(worker_id)
+    return JSONResponse({"worker": worker_id, "banned": True})
+
+
 async def project_metrics(request: Request) -> Response:
     rt = project_of(request)
     try:
@@ -213,6 +228,8 @@ ROUTES = [
     Route("/api/projects/{id}/start", start_project, methods=["POST"]),
     Route("/api/projects/{id}/pause", pause_project, methods=["POST"]),
     Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
+    Route("/api/projects/{id}/workers/{worker}/ban", ban_worker, methods=["POST"]),
+    Route("/api/projects/{id}/workers/{worker}/unban", ban_worker, methods=["POST"]),
     Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
     Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
     WebSocketRoute("/ws", websocket),
@@ -262,7 +279,10 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
-        "error": rt.error.to_json() if rt.error else None,
+        "error": rt.error.to_json() if rt.error else None, "aggregation": d.aggregation,
+        "trust": {"results_refused": dict(rt.counters.dropped), "outliers": rt.counters.outliers,
+                  "checks": {k: rt.counters.checks[k] for k in ("passed", "failed", "dropped")},
+                  "banned": sorted(rt.banned)},
     }
     if detail:
         result["layers"] = d.layers
@@ -280,6 +300,7 @@ def worker_json(rt: ProjectRuntime, worker_id: str) -> dict[str, Any]:
         "shards_allocated": len(trainer.allocated) if trainer else 0,
         "shards_cached": len(alloc.work_shards(rt.allocation, worker_id)) if trainer else 0,
         "examples_per_s": rate, "accepted": worker.accepted, "dropped": worker.dropped, "state": worker.state,
+        "trust": {**worker.trust.summary(), "check_probability": check_probability(worker.trust, rt.trust_settings)},
     }
 
 
