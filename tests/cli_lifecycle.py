@@ -38,8 +38,10 @@ def run_every_command(serve: Serve, scratch: Path) -> str:
         assert demo["status"] == "running"
 
         created = _json(serve.cli("project", "create", "softmax", "--name", "cli softmax", "--iteration-ms", "300",
-                                  "--eval-every", "2", "--set", "learning_rate=0.05", "--json"))
+                                  "--eval-every", "2", "--set", "learning_rate=0.05", "--aggregation", "mean",
+                                  "--description", "softmax from the CLI", "--json"))
         assert (created["status"], created["param_count"], created["optimizer"]["learning_rate"]) == ("paused", 7850, 0.05)
+        assert (created["aggregation"], created["description"]) == ("mean", "softmax from the CLI")
         project = created["id"]
         assert _json(serve.cli("project", "start", project, "--json"))["status"] == "running"
 
@@ -58,8 +60,10 @@ def run_every_command(serve: Serve, scratch: Path) -> str:
 
         shown = serve.cli("project", "show", project)
         assert "worker" in shown.stdout and "python" in shown.stdout, shown.stdout
-        changed = _json(serve.cli("project", "set", project, "learning_rate=0.02", "iteration_ms=400", "--json"))
-        assert (changed["optimizer"]["learning_rate"], changed["iteration_ms"]) == (0.02, 400)
+        changed = _json(serve.cli("project", "set", project, "learning_rate=0.02", "iteration_ms=400",
+                                  "aggregation=centered_clip", "--json"))
+        assert (changed["optimizer"]["learning_rate"], changed["iteration_ms"], changed["aggregation"]) == \
+            (0.02, 400, "centered_clip")
 
         assert serve.cli("project", "closure", project, "-o", "model.closure.json").returncode == 0
         worker.send_signal(signal.SIGINT)

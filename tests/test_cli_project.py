@@ -17,8 +17,9 @@ def test_templates_fit_the_dataset_and_set_splits_name_t_and_hyper_parameters():
     assert fitted[0] == {"type": "input", "out_sx": 24, "out_sy": 32, "out_depth": 3}
     assert fitted[-1] == {"type": "softmax", "num_classes": 2}
     assert MNIST_CONVNET[0]["out_depth"] == 1, "the template itself is left alone"
-    values = parse_assignments(["learning_rate=0.01", "iteration_ms=400", "name=cats v2"])
-    assert patch_body(values) == {"name": "cats v2", "iteration_ms": 400, "optimizer": {"learning_rate": 0.01}}
+    values = parse_assignments(["learning_rate=0.01", "iteration_ms=400", "name=cats v2", "aggregation=mean"])
+    assert patch_body(values) == {"name": "cats v2", "iteration_ms": 400, "aggregation": "mean",
+                                  "optimizer": {"learning_rate": 0.01}}
 
 
 def test_the_project_lifecycle_from_the_cli(tmp_path, mnist_dir):

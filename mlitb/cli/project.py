@@ -19,7 +19,7 @@ from typing import Any
 from mlitb.api_client import ApiError
 from mlitb.cli.common import CliError, add_client_options, emit, master
 
-PATCHABLE = ("name", "iteration_ms")
+PATCHABLE = ("name", "description", "iteration_ms", "aggregation")
 
 
 def templates() -> dict[str, list[dict[str, Any]]]:
@@ -54,7 +54,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
 
 
 def patch_body(values: dict[str, Any]) -> dict[str, Any]:
-    """`name` and `iteration_ms` as they are; every other key is an optimizer hyper-parameter."""
+    """name, description, iteration_ms and aggregation as they are; every other key is an optimizer hyper-parameter."""
     body: dict[str, Any] = {key: values[key] for key in PATCHABLE if key in values}
     hyper = {key: value for key, value in values.items() if key not in PATCHABLE}
     if hyper:
@@ -74,11 +74,14 @@ def add(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--from", dest="closure", metavar="CLOSURE",
                         help="resume from a research closure file (its layers, parameters and dataset)")
     create.add_argument("--name", help="project name (default: the template and dataset)")
+    create.add_argument("--description", help="what volunteers are told the project is for")
     create.add_argument("--dataset", metavar="ID", help="dataset id (default: the only dataset, or mnist)")
     create.add_argument("--optimizer", choices=("adagrad", "sgd", "adam"), help="optimizer (default adagrad)")
     create.add_argument("--set", dest="hyper", action="append", default=[], metavar="KEY=VALUE",
                         help="optimizer hyper-parameter, e.g. --set learning_rate=0.01 (repeatable)")
     create.add_argument("--iteration-ms", type=int, metavar="T", help="iteration duration T in ms (default 1000)")
+    create.add_argument("--aggregation", choices=("centered_clip", "trimmed_mean", "mean"),
+                        help="how the clients' gradients are combined (default centered_clip)")
     create.add_argument("--eval-every", type=int, metavar="N", help="evaluate on the test split every N iterations")
     create.add_argument("--seed", type=int, help="random seed of the initial parameters")
     create.add_argument("--start", action="store_true", help="start it at once (default: created paused)")
@@ -101,7 +104,8 @@ def add(commands: argparse._SubParsersAction) -> None:
     change = actions.add_parser("set", help="change hyper-parameters of a project, live")
     change.add_argument("id", metavar="ID", help="project id")
     change.add_argument("values", nargs="+", metavar="KEY=VALUE",
-                        help="name=..., iteration_ms=..., or an optimizer hyper-parameter (learning_rate=0.01)")
+                        help="name=..., description=..., iteration_ms=..., aggregation=..., or an optimizer "
+                             "hyper-parameter (learning_rate=0.01)")
     add_client_options(change)
     change.set_defaults(run=run_set)
 
@@ -212,7 +216,7 @@ def run_create(args: argparse.Namespace) -> int:
             optimizer = parse_assignments(args.hyper) | ({"name": args.optimizer} if args.optimizer else {})
             if optimizer:
                 body["optimizer"] = optimizer
-            for key in ("iteration_ms", "eval_every", "seed"):
+            for key in ("description", "iteration_ms", "aggregation", "eval_every", "seed"):
                 if getattr(args, key) is not None:
                     body[key] = getattr(args, key)
             try:
