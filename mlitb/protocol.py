@@ -9,7 +9,6 @@ touches the model. docs/protocol.md is the reference for every field.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import msgpack
 import numpy as np
 
 from mlitb.norms import norm
+from mlitb.validate import FieldError, require_bool, require_int, require_number
 from mlitb.work_order import check_batches
 
 PROTOCOL_VERSION = 1
@@ -121,6 +121,13 @@ def parse_client_frame(
 ) -> ClientMessage:
     """Validate a client frame completely; `param_count` is None before welcome."""
     message = decode(frame, max_bytes)
+    try:
+        return _parse(message, param_count, max_grad_norm_per_example)
+    except FieldError as exc:
+        raise ProtocolError("bad_field", f"'{exc.field}' {exc.message}") from None
+
+
+def _parse(message: dict[str, Any], param_count: int | None, max_grad_norm_per_example: float) -> ClientMessage:
     kind = message["type"]
     if kind == "hello":
         return _parse_hello(message)
@@ -131,7 +138,7 @@ def parse_client_frame(
             raise ProtocolError("unexpected", "send 'hello' and wait for 'welcome' before results")
         return _parse_result(message, param_count, max_grad_norm_per_example)
     if kind == "state":
-        return State(_bool(message, "hidden"))
+        return State(require_bool(message.get("hidden"), "hidden"))
     raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected hello, cached, result or state")
 
 
@@ -163,13 +170,13 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
 
 
 def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) -> Result:
-    iteration = _int(message, "iteration", minimum=0)
-    count = _int(message, "count", minimum=1)
-    correct = _int(message, "correct", minimum=0)
+    iteration = require_int(message.get("iteration"), "iteration", low=0)
+    count = require_int(message.get("count"), "count", low=1)
+    correct = require_int(message.get("correct"), "correct", low=0)
     if correct > count:
         raise ProtocolError("bad_field", f"'correct' ({correct}) cannot exceed 'count' ({count})")
-    loss_sum = _number(message, "loss_sum")
-    compute_ms = _number(message, "compute_ms")
+    loss_sum = require_number(message.get("loss_sum"), "loss_sum")
+    compute_ms = require_number(message.get("compute_ms"), "compute_ms")
     if loss_sum < 0 or compute_ms < 0:
         raise ProtocolError("bad_field", "'loss_sum' and 'compute_ms' must be non-negative")
     batches = message.get("batches", [count])
@@ -188,27 +195,6 @@ def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) ->
 def grad_norm(grad: np.ndarray) -> float:
     """The Euclidean norm, finite for large but finite gradients (a float32 norm overflows to inf)."""
     return norm(grad)
-
-
-def _int(message: dict[str, Any], name: str, minimum: int) -> int:
-    value = message.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ProtocolError("bad_field", f"'{name}' must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _number(message: dict[str, Any], name: str) -> float:
-    value = message.get(name)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise ProtocolError("bad_field", f"'{name}' must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _bool(message: dict[str, Any], name: str) -> bool:
-    value = message.get(name)
-    if not isinstance(value, bool):
-        raise ProtocolError("bad_field", f"'{name}' must be true or false, got {value!r}")
-    return value
 
 
 def _shard_ids(message: dict[str, Any], name: str) -> tuple[str, ...]:

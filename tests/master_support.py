@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from mlitb.closure import Normalization
 from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets
 from mlitb.data.shards import Shard, decode_shard
@@ -25,8 +26,8 @@ from mlitb.master.settings import Settings
 from mlitb.model import Net
 from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.protocol import encode, result_frame
-from mlitb.worker.compute import Normalization, gather, recompute
 from mlitb.store import FileStore
+from mlitb.worker.compute import gather, recompute
 from tests.helpers import ADMIN, TOKEN, free_port, serve_app
 
 TINY_LAYERS = MNIST_SOFTMAX  # 7,850 parameters, a gradient in milliseconds

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from mlitb import __version__
 from mlitb.api_client import ApiError
-from mlitb.cli import config_cmd, data, model, project, serve, worker
+from mlitb.cli import config_cmd, conformance, data, model, project, serve, worker
 from mlitb.cli.common import CliError
 
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlitb", description="Machine learning in the browser, served from Python.")
     parser.add_argument("--version", action="version", version=f"mlitb {__version__}", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (serve, worker, project, data, model, config_cmd):
+    for group in (serve, worker, project, data, model, conformance, config_cmd):
         group.add(commands)
     return parser
 

@@ -175,6 +175,36 @@ async def ban_worker(request: Request) -> Response:
     return JSONResponse({"worker": worker_id, "banned": True})
 
 
+async def conformance(request: Request) -> Response:
+    """Recompute the next results of a worker (or of any trainer) with the numpy engine and report each
+    verdict: what a worker author runs (`mlitb conformance`) to see that their worker computes what ours do."""
+    admin(request)
+    rt = project_of(request)
+    query = request.query_params
+    try:
+        results = int(query.get("results", "3"))
+        timeout_s = float(query.get("timeout_s", "120"))
+    except ValueError:
+        raise ValidationError("results", "results and timeout_s must be numbers") from None
+    if not 1 <= results <= 20 or not 1 <= timeout_s <= 600:
+        raise ValidationError("results", "results must be 1..20 and timeout_s 1..600")
+    try:
+        asked = rt.ask_conformance(query.get("worker"), results)
+    except LookupError as exc:
+        raise HTTPException(404, f"{exc}; GET /api/projects/{rt.id} lists the workers") from None
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asked.done.wait()
+    except TimeoutError:
+        pass
+    finally:
+        rt.forget_conformance(asked)
+    complete = len(asked.verdicts) >= results
+    body = {"project": rt.id, "worker": asked.worker_id, "wanted": results, "checks": asked.verdicts,
+            "complete": complete, "passed": complete and all(v["passed"] for v in asked.verdicts)}
+    return JSONResponse(body, status_code=200 if complete else 504)
+
+
 async def project_metrics(request: Request) -> Response:
     rt = project_of(request)
     try:
@@ -229,6 +259,7 @@ ROUTES = [
     Route("/api/projects/{id}/pause", pause_project, methods=["POST"]),
     Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
     Route("/api/projects/{id}/workers/{worker}/ban", ban_worker, methods=["POST"]),
+    Route("/api/projects/{id}/conformance", conformance, methods=["POST"]),
     Route("/api/projects/{id}/workers/{worker}/unban", ban_worker, methods=["POST"]),
     Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
     Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +29,10 @@ from mlitb.master.definition import ProjectDef
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
 from mlitb.master.runtime import CheckRequest, ProjectError, ProjectRuntime
-from mlitb.master.verification import Claim, VerifySettings, Work
-from mlitb.master.verifier import Verifier
 from mlitb.master.settings import Settings
 from mlitb.master.supervision import RestartPolicy, supervise
+from mlitb.master.verification import Claim, VerifySettings, Work
+from mlitb.master.verifier import Verifier
 from mlitb.protocol import Hello, ProtocolError, error_frame
 from mlitb.store import Store
 from mlitb.tasks import log_crash
@@ -259,11 +260,17 @@ class Registry:
         result = request.result
         work = Work(request.layers, request.normalization, request.params, tuple(blobs), request.seed)
         claim = Claim(result.grad_sum.tobytes(), result.count, result.loss_sum, result.correct, result.batches)
-        verdict = await self.verifier.verify(work, claim)
+        verdict = await self.verifier.verify(work, claim, wait=request.conformance is not None)
         if verdict is None:
             rt.record_check_dropped()
-        else:
-            rt.record_check(request.worker_id, verdict.passed, verdict.reasons)
+            return
+        if request.conformance is not None:
+            request.conformance.record({
+                "worker": request.worker_id, "iteration": request.iteration, "count": result.count,
+                "batches": len(result.batches), "passed": verdict.passed,
+                "grad_error": verdict.grad_error if math.isfinite(verdict.grad_error) else None,
+                "worst_block": verdict.worst_block, "reasons": list(verdict.reasons)})
+        rt.record_check(request.worker_id, verdict.passed, verdict.reasons)
 
     def _save(self, rt: ProjectRuntime) -> None:
         """Queue a checkpoint: a snapshot now (consistent), encoded and written off the loop, newest wins."""

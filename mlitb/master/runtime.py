@@ -13,8 +13,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,9 +22,13 @@ import numpy as np
 
 from mlitb.data.manifest import Manifest
 from mlitb.master import allocation as alloc
-from mlitb.master import latency
-from mlitb.master import trust
-from mlitb.master.aggregation import Aggregate, AggregationSettings, NormHistory, Reduction
+from mlitb.master import latency, trust
+from mlitb.master.aggregation import (
+    Aggregate,
+    AggregationSettings,
+    NormHistory,
+    Reduction,
+)
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
@@ -104,6 +108,26 @@ class Worker:
         self.work_examples = examples
 
 
+@dataclass
+class Conformance:
+    """A worker author's request (`mlitb conformance`): recompute the next `wanted` results of a worker
+    (any trainer when `worker_id` is None) and report every verdict, passed or not."""
+
+    worker_id: str | None
+    wanted: int
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    claimed: int = 0  # results already sent to the verifier for it
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wants(self, worker_id: str) -> bool:
+        return self.claimed < self.wanted and self.worker_id in (None, worker_id)
+
+    def record(self, verdict: dict[str, Any]) -> None:
+        self.verdicts.append(verdict)
+        if len(self.verdicts) >= self.wanted:
+            self.done.set()
+
+
 @dataclass(frozen=True)
 class CheckRequest:
     """A result to recompute off the loop (registry → verifier): the work as sent, and what came back."""
@@ -116,6 +140,7 @@ class CheckRequest:
     shards: tuple[str, ...]  # in the work's order
     seed: int
     result: Result
+    conformance: Conformance | None = None  # asked for by a worker author: always run, always reported
 
 
 @dataclass
@@ -188,6 +213,7 @@ class ProjectRuntime:
         self.trust_settings = trust.TrustSettings()
         self.banned: set[str] = set()
         self.request_check: Callable[[CheckRequest], None] | None = None  # set by the registry
+        self.conformance: list[Conformance] = []
         self._rng = random.Random(secrets.randbits(64))
 
     @classmethod
@@ -356,6 +382,18 @@ class ProjectRuntime:
         worker.conn.close(error_frame("untrusted", f"one of your results was recomputed by the master and did not "
                                       f"match ({why}); this client is excluded from the project", fatal=True))
 
+    def ask_conformance(self, worker_id: str | None, results: int) -> Conformance:
+        """Recompute the next `results` results of `worker_id` (any trainer: None) and keep every verdict."""
+        if worker_id is not None and worker_id not in self.workers:
+            raise LookupError(f"no trainer {worker_id!r} in project {self.id!r}")
+        asked = Conformance(worker_id, results)
+        self.conformance.append(asked)
+        return asked
+
+    def forget_conformance(self, asked: Conformance) -> None:
+        if asked in self.conformance:
+            self.conformance.remove(asked)
+
     def record_check_dropped(self) -> None:
         """The verifier was saturated: the sampled result goes unchecked (counted, shown in the API)."""
         self.counters.checks["dropped"] += 1
@@ -431,10 +469,13 @@ class ProjectRuntime:
                            result.correct)
         worker.accepted += 1
         worker.trust.accept(trust.throughput(result.count, elapsed_ms))
-        if self.request_check is not None and trust.should_check(worker.trust, self._rng, self.trust_settings):
+        asked = next((c for c in self.conformance if c.wants(conn.id)), None)
+        if asked is not None:
+            asked.claimed += 1
+        if self.request_check is not None and (asked or trust.should_check(worker.trust, self._rng, self.trust_settings)):
             self.request_check(CheckRequest(conn.id, result.iteration, self.definition.layers,
                                             self.definition.normalization, self.iteration_params,
-                                            worker.work_shards, worker.work_seed, result))
+                                            worker.work_shards, worker.work_seed, result, asked))
         assert self.window is not None
         self.window.waiting.discard(conn.id)
         if not self.window.waiting:
