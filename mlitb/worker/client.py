@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import numpy as np
 import websockets
@@ -234,7 +234,8 @@ class Trainer:
             ws=ws,
             net=Net(project["layers"]),
             normalization=Normalization(float(norm.get("scale", 1 / 255)), float(norm.get("offset", 0.0))),
-            data_url=dataset["url"],
+            # A one-port master may give its data API as a path ("/data"): relative to the master's URL.
+            data_url=urljoin(self.options.master_url.rstrip("/") + "/", dataset["url"]),
             cache=self.cache,
         )
 
