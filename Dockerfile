@@ -16,6 +16,7 @@ RUN pip install . && useradd --system --home-dir /app mlitb \
     && mkdir -p /var/lib/mlitb && chown mlitb /var/lib/mlitb
 USER mlitb
 VOLUME /var/lib/mlitb
-EXPOSE 8000 8001
+EXPOSE 8000
 
-CMD ["mlitb", "serve", "--host", "0.0.0.0", "--port", "8000", "--data-port", "8001"]
+# One port: the data API is under /data/. Behind a proxy or TLS set MLITB_PUBLIC_URL.
+CMD ["mlitb", "serve", "--host", "0.0.0.0", "--port", "8000"]

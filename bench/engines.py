@@ -1,8 +1,11 @@
 """Examples/s of a gradient (forward + backward, gradients accumulated) at batch 64.
 
 Engines, side by side in one run: the JS engine in a Web Worker in headless
-Chromium (WASM SIMD and plain JS), the JS engine in Node, the numpy engine and
-PyTorch on one CPU thread (when importable). Prints a table, then one JSON line.
+Chromium (relaxed SIMD, strict WASM SIMD, plain JS, and the WebGPU engine on
+Chromium's SwiftShader adapter: a CPU emulation of a GPU, a correctness path,
+not a speed), the JS engine in Node, the numpy engine and PyTorch on one CPU
+thread (when importable). Prints a table, then one JSON line. Real-GPU figures
+come from bench/gpu/ (an H200).
 Every engine gets one thread: numpy's BLAS is pinned before numpy loads, as
 PyTorch is with set_num_threads(1), so the ratios compare like with like.
 
@@ -30,7 +33,7 @@ import numpy as np  # noqa: E402  (after pinning BLAS to one thread)
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 64
 NETS = json.loads((ROOT / "bench" / "nets.json").read_text())
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
@@ -110,14 +113,14 @@ def node_engine(seconds: float) -> dict[str, float]:
 
 
 class Handler(SimpleHTTPRequestHandler):
-    """Serves mlitb/static/ at /mlitb/static/ and bench/ at /bench/, nothing else."""
+    """Serves mlitb/static/, bench/ and tests/vectors/ under their own paths, nothing else."""
 
     extensions_map = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
                       ".json": "application/json", ".html": "text/html", "": "application/octet-stream"}
 
     def translate_path(self, path: str) -> str:
         path = path.split("?", 1)[0]
-        for prefix in ("/mlitb/static/", "/bench/"):
+        for prefix in ("/mlitb/static/", "/bench/", "/tests/vectors/"):
             if path.startswith(prefix):
                 return super().translate_path(path)
         return str(ROOT / "nonexistent")
@@ -135,8 +138,9 @@ def browser_engine(seconds: float) -> dict[str, float]:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS, headless=True)
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{server.server_port}/bench/page.html?seconds={seconds}")
-            page.wait_for_function("window.benchResult", timeout=300_000)
+            vectors = ",".join(sorted(p.name for p in (ROOT / "tests" / "vectors").glob("*.json")))
+            page.goto(f"http://127.0.0.1:{server.server_port}/bench/page.html?seconds={seconds}&vectors={vectors}")
+            page.wait_for_function("window.benchResult", timeout=600_000, polling=1000)
             result = page.evaluate("window.benchResult")
             browser.close()
     finally:
@@ -149,27 +153,37 @@ def browser_engine(seconds: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per engine and net")
+    parser.add_argument("--skip-browser", action="store_true",
+                        help="no Chromium here (a quiet GPU host): Node, numpy and PyTorch rows only")
     args = parser.parse_args()
 
-    browser, node = browser_engine(args.seconds), node_engine(args.seconds)
+    browser = {} if args.skip_browser else browser_engine(args.seconds)
+    node = node_engine(args.seconds)
     numpy_rates, torch_rates = numpy_engine(args.seconds), torch_engine(args.seconds)
+    webgpu = browser.get("webgpu", {})
     rows = {
-        "js_browser": {n: browser[f"{n}/wasm-simd"] for n in NETS},
-        "js_browser_plain": {n: browser[f"{n}/js"] for n in NETS},
-        "js_node": {n: node[f"{n}/wasm-simd"] for n in NETS},
+        "js_browser": browser and {n: max(browser.get(f"{n}/wasm-relaxed-simd", 0), browser[f"{n}/wasm-simd"]) for n in NETS},
+        "js_browser_strict": browser and {n: browser[f"{n}/wasm-simd"] for n in NETS},
+        "js_browser_plain": browser and {n: browser[f"{n}/js"] for n in NETS},
+        "webgpu_swiftshader": webgpu.get("rates"),
+        "js_node": {n: node.get(f"{n}/wasm-relaxed-simd", node[f"{n}/wasm-simd"]) for n in NETS},
+        "js_node_strict": {n: node[f"{n}/wasm-simd"] for n in NETS},
         "js_node_plain": {n: node[f"{n}/js"] for n in NETS},
         "numpy": numpy_rates,
         "torch_1thread": torch_rates,
     }
-    labels = {"js_browser": "JS, Chromium worker, WASM SIMD", "js_browser_plain": "JS, Chromium worker, plain JS",
-              "js_node": "JS, Node, WASM SIMD", "js_node_plain": "JS, Node, plain JS",
+    relaxed_in_browser = all(f"{n}/wasm-relaxed-simd" in browser for n in NETS)
+    labels = {"js_browser": f"JS, Chromium, {'relaxed SIMD' if relaxed_in_browser else 'WASM SIMD'}",
+              "js_browser_strict": "JS, Chromium, strict SIMD", "js_browser_plain": "JS, Chromium, plain JS",
+              "webgpu_swiftshader": "WebGPU, Chromium, SwiftShader", "js_node": "JS, Node, relaxed SIMD",
+              "js_node_strict": "JS, Node, strict SIMD", "js_node_plain": "JS, Node, plain JS",
               "numpy": "numpy engine", "torch_1thread": "PyTorch CPU, 1 thread"}
     names = list(NETS)
     print(f"examples/s, gradient at batch {BATCH} (forward + backward, accumulated)")
-    print(f"{'engine':32}" + "".join(f"{n:>16}" for n in names))
+    print(f"{'engine':34}" + "".join(f"{n:>16}" for n in names))
     for key, rates in rows.items():
         cells = "".join(f"{rates[n]:>16,.0f}" if rates else f"{'n/a':>16}" for n in names)
-        print(f"{labels[key]:32}{cells}")
+        print(f"{labels[key]:34}{cells}")
 
     def ratio(num: str, den: str, net: str = "mnist_convnet") -> float | None:
         return round(rows[num][net] / rows[den][net], 3) if rows[num] and rows[den] else None
@@ -178,7 +192,14 @@ def main() -> None:
                "js_browser_over_torch": ratio("js_browser", "torch_1thread"),
                "js_browser_over_numpy": ratio("js_browser", "numpy"),
                "mlp_js_browser_over_torch": ratio("js_browser", "torch_1thread", "mlp"),
-               "mlp_js_browser_over_numpy": ratio("js_browser", "numpy", "mlp")}
+               "mlp_js_browser_over_numpy": ratio("js_browser", "numpy", "mlp"),
+               "js_node_over_torch": ratio("js_node", "torch_1thread"),
+               "mlp_js_node_over_torch": ratio("js_node", "torch_1thread", "mlp"),
+               "relaxed_over_strict_browser": ratio("js_browser", "js_browser_strict"),
+               "mlp_relaxed_over_strict_browser": ratio("js_browser", "js_browser_strict", "mlp"),
+               "webgpu_adapter": webgpu.get("adapter") or webgpu.get("error"),
+               "webgpu_parity_worst": browser.get("webgpuParity", {}).get("worst"),
+               "webgpu_parity_ok": bool(browser.get("webgpuParity", {}).get("vectors")) and browser["webgpuParity"]["worst"] <= 1e-4}
     print(json.dumps(summary))
 
 

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         closure = read_closure(args.closure)
     except ClosureError as exc:
         print(f"mlitb export: {args.closure}: {exc}", file=sys.stderr)
-        return 2
+        return 1
     text = json.dumps(to_convnetjs(closure))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:

@@ -31,23 +31,29 @@ def grow_classes(layers: list[dict[str, Any]], params: np.ndarray, state: Mappin
     grown = copy.deepcopy(layers)
     grown[-1]["num_classes"] = num_classes
     new = Net(grown)
-    weights, biases = old.layout[-2], old.layout[-1]  # the softmax's fc: the last parameter blocks
-    fan_in = weights.shape[1]
+    fan_in = old.layout[-2].shape[1]
     rng = np.random.default_rng(seed)
     rows = rng.normal(0.0, np.sqrt(1.0 / fan_in), (added, fan_in)).astype(np.float32)
     bias = np.full(added, new.layers[new.layout[-1].layer].bias_pref, np.float32)
-
-    def extend(vector: np.ndarray, new_rows: np.ndarray, new_biases: np.ndarray) -> np.ndarray:
-        out = np.empty(new.param_count, np.float32)
-        out[:weights.offset] = vector[:weights.offset]
-        block = vector[weights.offset:weights.offset + weights.size].reshape(old.num_classes, fan_in)
-        out[weights.offset:weights.offset + (old.num_classes + added) * fan_in] = np.concatenate([block, new_rows]).ravel()
-        start = weights.offset + (old.num_classes + added) * fan_in
-        out[start:] = np.concatenate([vector[biases.offset:biases.offset + biases.size], new_biases])
-        return out
-
-    zeros_rows, zeros_bias = np.zeros_like(rows), np.zeros_like(bias)
-    new_state = {key: extend(np.asarray(value, np.float32), zeros_rows, zeros_bias)
+    new_state = {key: widen(np.asarray(value, np.float32), old, new)
                  if np.shape(value) == (old.param_count,) else np.array(value, np.float32)
                  for key, value in state.items()}
-    return grown, extend(params, rows, bias), new_state
+    return grown, widen(params, old, new, rows, bias), new_state
+
+
+def widen(vector: np.ndarray, old: Net, new: Net, new_rows: np.ndarray | None = None,
+          new_biases: np.ndarray | None = None) -> np.ndarray:
+    """A vector over `old`'s parameters laid out over `new`'s (the same net with more outputs): everything
+    kept at its place, the new outputs' weights and biases from `new_rows` / `new_biases` (default 0)."""
+    weights, biases = old.layout[-2], old.layout[-1]  # the softmax's fc: the last parameter blocks
+    fan_in = weights.shape[1]
+    added = new.num_classes - old.num_classes
+    rows = np.zeros((added, fan_in), np.float32) if new_rows is None else new_rows
+    extra = np.zeros(added, np.float32) if new_biases is None else new_biases
+    out = np.empty(new.param_count, np.float32)
+    out[:weights.offset] = vector[:weights.offset]
+    block = vector[weights.offset:weights.offset + weights.size].reshape(old.num_classes, fan_in)
+    end = weights.offset + new.num_classes * fan_in
+    out[weights.offset:end] = np.concatenate([block, rows]).ravel()
+    out[end:] = np.concatenate([vector[biases.offset:biases.offset + biases.size], extra])
+    return out

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         pixels = np.stack([image_pixels(path, closure.input_shape) for path in args.images])
     except ClosureError as exc:
         print(f"mlitb predict: {args.closure}: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except DataError as exc:
         print(f"mlitb predict: {exc}", file=sys.stderr)
         return 1

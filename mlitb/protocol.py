@@ -9,17 +9,27 @@ touches the model. docs/protocol.md is the reference for every field.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import numpy as np
 
+from mlitb.norms import norm
+from mlitb.validate import (
+    FieldError,
+    is_number,
+    require_bool,
+    require_int,
+    require_number,
+)
+from mlitb.work_order import check_batches
+
 PROTOCOL_VERSION = 1
 ROLES = ("trainer", "tracker")
 MAX_SHARDS_PER_MESSAGE = 100_000
 MAX_TEXT = 200
+MAX_VOLUNTEER = 64
 
 
 class ProtocolError(Exception):
@@ -38,6 +48,10 @@ class ClientInfo:
     engine: str = "unknown"
     cores: int = 1
     agent: str = ""
+    volunteer: str = ""  # the id a volunteer's browser keeps (or `mlitb worker --name`'s): credit goes to it
+    name: str = ""  # how the volunteer wants to be shown
+    adapter: str = ""  # the GPU's description when the engine is webgpu
+    examples_per_s: float = 0.0  # the engine's calibrated speed on the project's net (0: not measured)
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class Result:
     loss_sum: float
     correct: int
     compute_ms: float
+    batches: tuple[int, ...] = ()  # batch sizes in order (work_order.py); absent on the wire = one batch
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,13 @@ def parse_client_frame(
 ) -> ClientMessage:
     """Validate a client frame completely; `param_count` is None before welcome."""
     message = decode(frame, max_bytes)
+    try:
+        return _parse(message, param_count, max_grad_norm_per_example)
+    except FieldError as exc:
+        raise ProtocolError("bad_field", f"'{exc.field}' {exc.message}") from None
+
+
+def _parse(message: dict[str, Any], param_count: int | None, max_grad_norm_per_example: float) -> ClientMessage:
     kind = message["type"]
     if kind == "hello":
         return _parse_hello(message)
@@ -127,7 +149,7 @@ def parse_client_frame(
             raise ProtocolError("unexpected", "send 'hello' and wait for 'welcome' before results")
         return _parse_result(message, param_count, max_grad_norm_per_example)
     if kind == "state":
-        return State(_bool(message, "hidden"))
+        return State(require_bool(message.get("hidden"), "hidden"))
     raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected hello, cached, result or state")
 
 
@@ -150,6 +172,10 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
         engine=_text_or(raw.get("engine"), "unknown"),
         cores=cores if isinstance(cores, int) and 0 < cores < 4096 else 1,
         agent=_text_or(raw.get("agent"), ""),
+        volunteer=_text_or(raw.get("volunteer"), "")[:MAX_VOLUNTEER],
+        name=_text_or(raw.get("name"), "")[:MAX_VOLUNTEER].strip(),
+        adapter=_text_or(raw.get("adapter"), ""),
+        examples_per_s=_rate_or_zero(raw.get("examples_per_s")),
     )
     try:
         cached = _shard_ids(message, "cached") if "cached" in message else ()
@@ -159,43 +185,31 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
 
 
 def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) -> Result:
-    iteration = _int(message, "iteration", minimum=0)
-    count = _int(message, "count", minimum=1)
-    correct = _int(message, "correct", minimum=0)
+    iteration = require_int(message.get("iteration"), "iteration", low=0)
+    count = require_int(message.get("count"), "count", low=1)
+    correct = require_int(message.get("correct"), "correct", low=0)
     if correct > count:
         raise ProtocolError("bad_field", f"'correct' ({correct}) cannot exceed 'count' ({count})")
-    loss_sum = _number(message, "loss_sum")
-    compute_ms = _number(message, "compute_ms")
+    loss_sum = require_number(message.get("loss_sum"), "loss_sum")
+    compute_ms = require_number(message.get("compute_ms"), "compute_ms")
     if loss_sum < 0 or compute_ms < 0:
         raise ProtocolError("bad_field", "'loss_sum' and 'compute_ms' must be non-negative")
+    batches = message.get("batches", [count])
+    why = check_batches(batches, count)
+    if why is not None:
+        raise ProtocolError("bad_field", why)
     grad = f32_array(message.get("grad"), param_count, "grad")
-    norm = float(np.linalg.norm(grad))
-    if not math.isfinite(norm):
+    if not np.isfinite(grad).all():
         raise ProtocolError("bad_values", "'grad' holds NaN or infinite values")
+    norm = grad_norm(grad)
     if norm > max_norm * count:
         raise ProtocolError("bad_values", f"'grad' norm {norm:.3g} exceeds the bound {max_norm:g} per example")
-    return Result(iteration, grad, count, loss_sum, correct, compute_ms)
+    return Result(iteration, grad, count, loss_sum, correct, compute_ms, tuple(batches))
 
 
-def _int(message: dict[str, Any], name: str, minimum: int) -> int:
-    value = message.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ProtocolError("bad_field", f"'{name}' must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _number(message: dict[str, Any], name: str) -> float:
-    value = message.get(name)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise ProtocolError("bad_field", f"'{name}' must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _bool(message: dict[str, Any], name: str) -> bool:
-    value = message.get(name)
-    if not isinstance(value, bool):
-        raise ProtocolError("bad_field", f"'{name}' must be true or false, got {value!r}")
-    return value
+def grad_norm(grad: np.ndarray) -> float:
+    """The Euclidean norm, finite for large but finite gradients (a float32 norm overflows to inf)."""
+    return norm(grad)
 
 
 def _shard_ids(message: dict[str, Any], name: str) -> tuple[str, ...]:
@@ -211,6 +225,11 @@ def _short_text(value: Any) -> bool:
 
 def _text_or(value: Any, default: str) -> str:
     return value[:MAX_TEXT] if isinstance(value, str) else default
+
+
+def _rate_or_zero(value: Any) -> float:
+    """A calibrated examples/s as sent, or 0.0 when it is not a sane non-negative number."""
+    return float(value) if is_number(value) and 0 <= value < 1e9 else 0.0
 
 
 # ------------------------------------------------------------ frames the master sends
@@ -237,13 +256,16 @@ def error_frame(code: str, message: str, fatal: bool = False) -> bytes:
     return encode({"type": "error", "code": code, "message": message, "fatal": fatal})
 
 
-def params_frame(iteration: int, params: np.ndarray) -> bytes:
-    """The parameters, encoded once per iteration and sent as the same bytes to everyone."""
-    return encode({"type": "params", "iteration": iteration, "params": f32_bytes(params)})
+def params_frame(iteration: int, params: np.ndarray | bytes) -> bytes:
+    """The parameters (an array, or its float32 bytes), encoded once per iteration and sent to everyone."""
+    return encode({"type": "params", "iteration": iteration, "params": params if isinstance(params, bytes) else f32_bytes(params)})
 
 
-def work_frame(iteration: int, budget_ms: int, shards: list[str]) -> bytes:
-    return encode({"type": "work", "iteration": iteration, "budget_ms": int(budget_ms), "shards": shards})
+def work_frame(iteration: int, budget_ms: int, shards: list[str], seed: int = 0) -> bytes:
+    """`seed` (uint32) fixes the example order and dropout seeds (work_order.py); the master draws a fresh
+    one per work and keeps it with the work, so that the result can be checked and recomputed."""
+    return encode({"type": "work", "iteration": iteration, "budget_ms": int(budget_ms), "shards": shards,
+                   "seed": int(seed) & 0xFFFFFFFF})
 
 
 # ------------------------------------------------------------ frames a worker sends
@@ -260,8 +282,9 @@ def cached_frame(shards: list[str]) -> bytes:
     return encode({"type": "cached", "shards": shards})
 
 
-def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float) -> bytes:
-    """What a worker sends back (used by the Python worker and the tests)."""
+def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float,
+                 batches: list[int] | tuple[int, ...] | None = None) -> bytes:
+    """What a worker sends back (used by the Python worker and the tests); `batches` defaults to one batch."""
     return encode(
         {
             "type": "result",
@@ -271,5 +294,6 @@ def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: flo
             "loss_sum": float(loss_sum),
             "correct": int(correct),
             "compute_ms": float(compute_ms),
+            "batches": [int(b) for b in batches] if batches is not None else [int(count)],
         }
     )

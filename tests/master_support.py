@@ -17,15 +17,17 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from mlitb.closure import Normalization
 from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets
-from mlitb.data.shards import decode_shard
+from mlitb.data.shards import Shard, decode_shard
 from mlitb.master.app import create_master_app
 from mlitb.master.settings import Settings
 from mlitb.model import Net
 from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.protocol import encode, result_frame
 from mlitb.store import FileStore
+from mlitb.worker.compute import gather, recompute
 from tests.helpers import ADMIN, TOKEN, free_port, serve_app
 
 TINY_LAYERS = MNIST_SOFTMAX  # 7,850 parameters, a gradient in milliseconds
@@ -89,7 +91,8 @@ async def running_system(store: FileStore, **settings: Any) -> AsyncIterator[Sys
     config = Settings(admin_token=TOKEN, data_url=data_url, **settings)
     app = create_master_app(config, store)
     async with serve_app(create_data_app(store, TOKEN, bootstrap=False), port=data_port):
-        async with serve_app(app) as master_url:
+        async with serve_app(app, read_timeout_s=config.http_read_timeout_s,
+                             idle_timeout_s=config.http_idle_timeout_s) as master_url:
             async with httpx.AsyncClient(base_url=master_url, timeout=30) as api:
                 datasets = (await api.get(f"{data_url}/datasets")).json()["datasets"]
                 mnist = next(d for d in datasets if d["name"] == "mnist")
@@ -105,16 +108,17 @@ class Trainer:
         self.welcome: dict[str, Any] = {}
         self.assigned: list[dict[str, Any]] = []
         self.params: dict[int, np.ndarray] = {}
-        self.shards: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.shards: dict[str, Shard] = {}
         self.errors: list[dict[str, Any]] = []
         self.idle: list[str] = []
 
     async def send(self, message: dict[str, Any] | bytes | str) -> None:
         await self.ws.send(encode(message) if isinstance(message, dict) else message)
 
-    async def hello(self, project: str | None, role: str = "trainer") -> dict[str, Any]:
+    async def hello(self, project: str | None, role: str = "trainer", volunteer: str = "") -> dict[str, Any]:
         await self.send({"type": "hello", "protocol": 1, "role": role, "project": project,
-                         "client": {"kind": "python", "engine": "numpy", "cores": 1, "agent": "test"}})
+                         "client": {"kind": "python", "engine": "numpy", "cores": 1, "agent": "test",
+                                    "volunteer": volunteer, "name": volunteer.upper()}})
         self.welcome = await self.expect("welcome")
         return self.welcome
 
@@ -148,18 +152,18 @@ class Trainer:
         async with httpx.AsyncClient(timeout=30) as http:
             for ref in self.assigned[:limit]:
                 blob = (await http.get(f"{dataset['url']}/datasets/{dataset['id']}/shards/{ref['id']}")).content
-                shard = decode_shard(blob)
-                norm = self.welcome["project"]["normalization"]
-                self.shards[ref["id"]] = (shard.pixels.astype(np.float32) * norm["scale"] + norm["offset"], shard.labels)
+                self.shards[ref["id"]] = decode_shard(blob)
         await self.send({"type": "cached", "shards": sorted(self.shards)})
 
     def compute(self, work: dict[str, Any], examples: int = 64) -> bytes:
-        """A real result for `work`: the numpy engine on the first examples of its shards."""
+        """A real result for `work`: the numpy engine on the first examples of its seeded order, in one batch."""
         net = Net(self.welcome["project"]["layers"])
-        shard_id = next(s for s in work["shards"] if s in self.shards)
-        x, labels = self.shards[shard_id]
-        g = net.gradient(self.params[work["iteration"]], x[:examples], labels[:examples])
-        return result_frame(work["iteration"], g.grad_sum, g.count, g.loss_sum, g.correct, compute_ms=5.0)
+        held = gather([self.shards[s] for s in work["shards"]])
+        norm = self.welcome["project"]["normalization"]
+        done = recompute(net.gradient, self.params[work["iteration"]], held, Normalization(norm["scale"], norm["offset"]),
+                         work["seed"], [min(examples, held.count)])
+        return result_frame(work["iteration"], done.grad_sum, done.count, done.loss_sum, done.correct, compute_ms=5.0,
+                            batches=done.batches)
 
     async def barrier(self) -> None:
         """Return once the master has handled every frame sent before (it answers frames in order)."""
@@ -168,10 +172,10 @@ class Trainer:
 
 
 @contextlib.asynccontextmanager
-async def trainer(system: System, project: str | None, cache: bool = True) -> AsyncIterator[Trainer]:
+async def trainer(system: System, project: str | None, cache: bool = True, volunteer: str = "") -> AsyncIterator[Trainer]:
     async with connect(system.ws_url, max_size=None) as ws:
         client = Trainer(ws, system.data_url)
-        await client.hello(project)
+        await client.hello(project, volunteer=volunteer)
         if cache:
             await client.fetch_and_cache()
         yield client

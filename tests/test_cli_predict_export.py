@@ -137,7 +137,7 @@ def test_predict_prints_top_classes_of_each_image(tmp_path, capsys):
 def test_predict_reports_a_bad_closure_and_a_bad_image(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "mlitb-closure", "format_version": 9}))
-    assert main(["predict", str(bad), "x.png"]) == 2
+    assert main(["predict", str(bad), "x.png"]) == 1
     assert "format_version: must be 1" in capsys.readouterr().err
     _, _, closure_path = _trained_closure(LAYERS, tmp_path)
     text = tmp_path / "notes.txt"
@@ -148,5 +148,5 @@ def test_predict_reports_a_bad_closure_and_a_bad_image(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [["export", "missing.json"], ["predict", "missing.json", "a.png"]])
 def test_missing_closure_file(argv, capsys):
-    assert main(argv) == 2
+    assert main(argv) == 1
     assert "cannot read missing.json" in capsys.readouterr().err

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import secrets
+import signal
 import sys
 
 import uvicorn
 
-from mlitb.data.app import create_data_app
+from mlitb import logs
 from mlitb.config import ConfigError, from_env
+from mlitb.data.app import create_data_app
 from mlitb.data.limits import Limits
+from mlitb.http_protocol import protocol_options
+from mlitb.master.serve import OwnSignalsServer
 from mlitb.store import StoreUnavailable, open_store
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted. Admin token from MLITB_ADMIN_TOKEN, else a fresh one printed once."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup(getattr(args, "log_level", "info"))
     token = os.environ.get("MLITB_ADMIN_TOKEN")
     if not token:
         token = secrets.token_urlsafe(18)
@@ -41,6 +44,15 @@ async def _serve(args: argparse.Namespace, token: str, limits: Limits) -> None:
     store = await open_store(args.data_dir, args.redis)
     try:
         app = create_data_app(store, token, limits=limits)
-        await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).serve()
+        options = protocol_options(limits.http_read_timeout_s, limits.http_idle_timeout_s)  # slow-loris deadline
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=getattr(args, "log_level", "info"),
+                                log_config=None, access_log=False, proxy_headers=True, **options)
+        # Our own SIGINT/SIGTERM handling: uvicorn re-raises a captured signal after its graceful
+        # shutdown, which would end a clean stop with status 130 instead of 0.
+        server = OwnSignalsServer(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+        await server.serve()
     finally:
         await store.close()

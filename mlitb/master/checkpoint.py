@@ -28,6 +28,7 @@ class Checkpoint:
     steps: int | None = None
     # The iteration from which each class (by index) was in the net; None: all from the start (older checkpoints).
     class_since: list[int] | None = None
+    credit: dict[str, dict[str, Any]] = field(default_factory=dict)  # volunteer id -> totals (credit.py)
 
     def encode(self) -> bytes:
         return msgpack.packb(
@@ -40,6 +41,7 @@ class Checkpoint:
                 "metrics": self.metrics,
                 "steps": self.steps,
                 "class_since": self.class_since,
+                "credit": self.credit,
             },
             use_bin_type=True,
         )
@@ -57,6 +59,7 @@ class Checkpoint:
             metrics=raw["metrics"],
             steps=raw.get("steps"),
             class_since=raw.get("class_since"),
+            credit=raw.get("credit", {}),
         )
 
 

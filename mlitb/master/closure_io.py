@@ -9,10 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlitb.closure import Closure, DatasetFingerprint, Normalization, TrainingRecord, build_closure
+from mlitb.closure import (
+    Closure,
+    DatasetFingerprint,
+    Normalization,
+    TrainingRecord,
+    build_closure,
+)
 from mlitb.data.manifest import Manifest
 from mlitb.master.checkpoint import Checkpoint
-from mlitb.master.definition import ProjectDef, ValidationError, new_project_id, parse_create, parse_optimizer
+from mlitb.master.definition import (
+    ProjectDef,
+    ValidationError,
+    new_project_id,
+    parse_create,
+    parse_optimizer,
+)
 from mlitb.model import Net
 from mlitb.optim import optimizer_from_spec
 from mlitb.transfer import transfer

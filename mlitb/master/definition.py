@@ -13,9 +13,18 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from mlitb.master.aggregation import RULES as AGGREGATION_RULES
 from mlitb.model import Net, SpecError
+from mlitb.model.limits import ModelLimits, ModelTooLarge, checked_net
 from mlitb.optim import OPTIMIZERS, optimizer_defaults
-from mlitb.validate import FieldError, is_number, require_int, require_number, require_object, require_text
+from mlitb.validate import (
+    FieldError,
+    is_number,
+    require_int,
+    require_number,
+    require_object,
+    require_text,
+)
 
 STATUSES = ("running", "paused")
 DEFAULT_OPTIMIZER = "adagrad"
@@ -31,7 +40,9 @@ _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
 }
 MAX_NAME = 200
 MAX_LR_MULTIPLIER = 100.0
+DEFAULT_AGGREGATION = "centered_clip"
 MAX_NORMALIZATION = 1000.0
+MAX_DESCRIPTION = 2000
 
 
 class ValidationError(FieldError):
@@ -65,6 +76,8 @@ class ProjectDef:
     created: float = field(default_factory=time.time)
     # One learning-rate multiplier per entry of `layers` (0 freezes that layer); None: 1 everywhere.
     lr_multipliers: list[float] | None = None
+    description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
+    aggregation: str = DEFAULT_AGGREGATION  # how clients' gradients are combined (aggregation.py, security.md)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -83,26 +96,41 @@ def new_project_id(name: str) -> str:
     return f"{slug}-{secrets.token_hex(4)}"
 
 
-def check_layers(layers: Any) -> Net:
-    """Build the net or raise ValidationError naming the layer index and field."""
+def check_layers(layers: Any, limits: ModelLimits = ModelLimits()) -> Net:
+    """Build the net or raise ValidationError naming the layer index and field, or the limit it is over."""
     try:
-        return Net(layers)
+        return checked_net(layers, limits)
+    except ModelTooLarge as exc:
+        raise ValidationError("layers", exc.message) from exc
     except SpecError as exc:
         # architecture.md: a layer error answers {error, layer, field} with the layer's own field.
         raise ValidationError(exc.field or "layers", exc.message, text=str(exc), layer=exc.index) from exc
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RecursionError) as exc:
         raise ValidationError("layers", f"not a valid list of layer definitions: {exc}") from exc
 
 
+def check_layers_body(raw: bytes, limits: ModelLimits = ModelLimits()) -> Net:
+    """`{"layers": [...]}` as `POST /api/layers/check` sends it, parsed and checked (the app runs this in a
+    thread, after the body limit: parsing is the one costly step an unauthenticated client can ask for)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
+    return check_layers(body.get("layers"), limits)
+
+
 def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_classes: int | None,
-                 default_eval_every: int, iteration_range: tuple[int, int]) -> tuple[ProjectDef, Net]:
+                 default_eval_every: int, iteration_range: tuple[int, int],
+                 model_limits: ModelLimits = ModelLimits()) -> tuple[ProjectDef, Net]:
     """A new project's definition from a POST body; `dataset_shape` None means the dataset does not exist."""
     body = require_object(body, "body")
     name = _name(body, "name")
     dataset = _name(body, "dataset")
     if dataset_shape is None:
         raise ValidationError("dataset", f"no dataset {dataset!r}; upload it to the data server first (GET /datasets lists them)")
-    net = check_layers(body.get("layers"))
+    net = check_layers(body.get("layers"), model_limits)
     if list(net.input_shape) != list(dataset_shape):
         raise ValidationError("layers", f"the input layer is {list(net.input_shape)} (sy, sx, depth) but dataset "
                                         f"{dataset!r} holds images of {list(dataset_shape)} (height, width, channels)", layer=0)
@@ -123,21 +151,27 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
         lr_multipliers=parse_lr_multipliers(body.get("lr_multipliers"), body["layers"]),
+        description=_description(body.get("description", "")),
+        aggregation=_aggregation(body.get("aggregation", DEFAULT_AGGREGATION)),
     )
     return definition, net
 
 
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
-    """The definition after a PATCH; only the name, T, optimizer hyper-parameters and per-layer learning-rate
-    multipliers may change."""
+    """The definition after a PATCH; the name, description, T, aggregation, optimizer hyper-parameters and
+    per-layer learning-rate multipliers."""
     body = require_object(body, "body")
-    allowed = {"name", "iteration_ms", "optimizer", "lr_multipliers"}
+    allowed = {"name", "description", "iteration_ms", "optimizer", "aggregation", "lr_multipliers"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = _name(body, "name")
+    if "description" in body:
+        changes["description"] = _description(body["description"])
+    if "aggregation" in body:
+        changes["aggregation"] = _aggregation(body["aggregation"])
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
     if "optimizer" in body:
@@ -209,3 +243,14 @@ def _normalization(raw: Any) -> dict[str, float]:
 
 def _name(body: dict[str, Any], field: str) -> str:
     return require_text(body.get(field), field, max_len=MAX_NAME).strip()
+
+
+def _aggregation(value: Any) -> str:
+    if value not in AGGREGATION_RULES:
+        raise ValidationError("aggregation", f"must be one of {', '.join(AGGREGATION_RULES)}, got {value!r}")
+    return value
+
+
+def _description(value: Any) -> str:
+    """Optional plain text for volunteers; may be empty (no description)."""
+    return require_text(value, "description", max_len=MAX_DESCRIPTION, empty=True).strip()

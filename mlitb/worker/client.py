@@ -15,12 +15,13 @@ import asyncio
 import os
 import platform
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import numpy as np
 import websockets
@@ -28,10 +29,24 @@ from websockets.asyncio.client import ClientConnection
 
 from mlitb import __version__
 from mlitb.backoff import full_jitter_s
+from mlitb.closure import Normalization
 from mlitb.data.shards import Shard
 from mlitb.model import Net
-from mlitb.protocol import ProtocolError, cached_frame, decode, f32_array, hello_frame, result_frame
-from mlitb.worker.compute import Examples, Normalization, WorkResult, batch_size_for, compute, gather
+from mlitb.protocol import (
+    ProtocolError,
+    cached_frame,
+    decode,
+    f32_array,
+    hello_frame,
+    result_frame,
+)
+from mlitb.worker.compute import (
+    WorkExamples,
+    WorkResult,
+    batch_size_for,
+    compute,
+    gather,
+)
 from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
 from mlitb.worker.status import Progress
 
@@ -55,11 +70,24 @@ class TrainerOptions:
     project: str | None = None
     cache_dir: Path = DEFAULT_DIR
     slot: int = 0
+    name: str = ""  # shown on the project's contributors table; credit goes to this machine's volunteer id
     batch_size: int = 32
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     extra_latency_ms: float = 0.0  # delay before each result: a far-away client
     slowdown: float = 1.0  # compute this many times slower: a slow CPU
+
+
+def volunteer_id(cache_dir: Path) -> str:
+    """This machine's volunteer id, kept beside the shard cache so credit survives restarts."""
+    path = Path(cache_dir) / "volunteer-id"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        vid = f"py-{secrets.token_hex(8)}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(vid)
+        return vid
 
 
 def websocket_url(master_url: str) -> str:
@@ -118,9 +146,8 @@ class Trainer:
         self.say = say
         self.cache: ShardCache | None = None
         self.results = 0
-        self._rng = np.random.default_rng()
         self._jitter = random.Random()
-        self._examples: tuple[tuple[str, ...], Examples] | None = None
+        self._examples: tuple[tuple[str, ...], WorkExamples] | None = None
         self._seconds_per_example: float | None = None  # of the last work: sizes the next one's batches
         self._progress = Progress(slot=options.slot, state="connecting")
         self._welcomed = False  # set by a session that got `welcome`: the backoff starts over
@@ -192,6 +219,8 @@ class Trainer:
             "engine": "numpy",
             "cores": os.cpu_count() or 1,
             "agent": f"mlitb-worker/{__version__} python/{platform.python_version()} {platform.system()}",
+            "volunteer": volunteer_id(self.options.cache_dir),
+            "name": self.options.name,
         }
         return hello_frame("trainer", self.options.project, client, self.cache.ids() if self.cache is not None else [])
 
@@ -205,7 +234,8 @@ class Trainer:
             ws=ws,
             net=Net(project["layers"]),
             normalization=Normalization(float(norm.get("scale", 1 / 255)), float(norm.get("offset", 0.0))),
-            data_url=dataset["url"],
+            # A one-port master may give its data API as a path ("/data"): relative to the master's URL.
+            data_url=urljoin(self.options.master_url.rstrip("/") + "/", dataset["url"]),
             cache=self.cache,
         )
 
@@ -246,17 +276,23 @@ class Trainer:
                 self.say(f"trainer {self.options.slot}: work for iteration {iteration} without its params; skipped")
                 continue
             held = {s: session.cache.get(s) for s in work["shards"]}
-            shards = {s: shard for s, shard in held.items() if shard is not None}
-            if not shards:
-                self.say(f"trainer {self.options.slot}: none of the {len(work['shards'])} shards to train on is cached")
+            missing = [s for s, shard in held.items() if shard is None]
+            if missing or not held:
+                # The work's example order spans every listed shard (work_order.py): with one missing, no
+                # honest result is possible; the next `cached` tells the master what this worker holds.
+                self.say(f"trainer {self.options.slot}: {len(missing)} of the {len(work['shards'])} shards to "
+                         f"train on are not cached; work skipped")
                 continue
+            shards = {s: shard for s, shard in held.items() if shard is not None}
+            seed = int(work.get("seed", 0)) & 0xFFFFFFFF
             started = time.perf_counter()
-            result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms)
+            result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms, seed)
             compute_ms = (time.perf_counter() - started) * 1000.0
             if self.options.extra_latency_ms > 0:
                 await asyncio.sleep(self.options.extra_latency_ms / 1000.0)
             await session.ws.send(
-                result_frame(iteration, result.grad_sum, result.count, result.loss_sum, result.correct, compute_ms)
+                result_frame(iteration, result.grad_sum, result.count, result.loss_sum, result.correct, compute_ms,
+                             result.batches)
             )
             self.results += 1
             self._set(
@@ -269,7 +305,8 @@ class Trainer:
                 results=self.results,
             )
 
-    def _compute(self, session: Session, params: np.ndarray, shards: dict[str, Shard], budget_ms: int) -> WorkResult:
+    def _compute(self, session: Session, params: np.ndarray, shards: dict[str, Shard], budget_ms: int,
+                 seed: int) -> WorkResult:
         """In a worker thread: the examples of these shards (built once per set), then the gradient."""
         started = time.perf_counter()
         shard_ids = tuple(shards)
@@ -282,7 +319,7 @@ class Trainer:
             self._examples[1],
             budget_ms - spent_ms,
             session.normalization,
-            rng=self._rng,
+            seed=seed,
             batch_size=batch_size_for(budget_ms - spent_ms, self._seconds_per_example, self.options.batch_size,
                                       MIN_BATCH, BATCHES_PER_BUDGET),
             slowdown=self.options.slowdown,

@@ -20,6 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
+from mlitb.model.memory import retain_freed_memory
 from mlitb.worker.client import FatalError, Trainer, TrainerOptions
 from mlitb.worker.shard_cache import DEFAULT_DIR
 from mlitb.worker.status import Progress, StatusLine
@@ -34,6 +35,7 @@ def options_from_args(args: argparse.Namespace, slot: int = 0) -> TrainerOptions
         project=args.project,
         cache_dir=Path(getattr(args, "cache_dir", None) or DEFAULT_DIR),
         slot=slot,
+        name=getattr(args, "name", None) or "",
         batch_size=getattr(args, "batch_size", 32),
         extra_latency_ms=getattr(args, "extra_latency_ms", 0.0),
         slowdown=getattr(args, "slowdown", 1.0),
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_trainer(options: TrainerOptions, report, say) -> int:
     """One trainer in this process until SIGINT/SIGTERM; the exit code."""
+    retain_freed_memory()  # this process trains: the engine's per-batch buffers are reused, not faulted in
 
     async def main() -> int:
         stop = asyncio.Event()

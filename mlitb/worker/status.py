@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from mlitb.logs import prefix
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -81,7 +83,7 @@ class StatusLine:
         states = {p.state for p in self._progress.values()}
         now = self.clock()
         if states != self._last_states or now - self._last_log >= self.log_every_s:
-            self.stream.write(time.strftime("%H:%M:%S ") + line + "\n")
+            self.stream.write(prefix("mlitb.worker") + line + "\n")
             self.stream.flush()
             self._last_log, self._last_states = now, states
 
@@ -90,7 +92,7 @@ class StatusLine:
         if self.tty and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
             self._width = 0
-        self.stream.write(time.strftime("%H:%M:%S ") + text + "\n")
+        self.stream.write(prefix("mlitb.worker") + text + "\n")
         self.stream.flush()
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 // semantics as kernels-js.js. Pointers are byte offsets into linear memory.
 // Convolution is an implicit GEMM over a padded input: row m of the virtual
 // im2col matrix starts at rows[m]; fc is the case sy = 1, run = num_inputs.
-// Rebuild: scripts/build-wasm.sh
+// Built twice: kernels.wasm (strict SIMD) and kernels-relaxed.wasm (-DRELAXED:
+// fused multiply-add where the browser has relaxed SIMD). Rebuild: scripts/build-wasm.sh
 #include <wasm_simd128.h>
 
 #define EXPORT(name) __attribute__((export_name(#name)))
@@ -15,7 +16,14 @@ typedef v128_t f4;
 INLINE f4 ld(const float *p) { return wasm_v128_load(p); }
 INLINE void st(float *p, f4 v) { wasm_v128_store(p, v); }
 INLINE f4 splat(const float *p) { return wasm_v128_load32_splat(p); }
+#ifdef RELAXED
+// acc + a·b fused (f32x4.relaxed_madd: a·b + c). Debian's clang 14 knows it only by its
+// prototype name and opcode (f32x4.fma, 0xfd 0xaf); scripts/relaxed_opcodes.py renumbers
+// the built binary to the final opcode (0xfd 0x105), keeping the operands' order.
+INLINE f4 madd(f4 acc, f4 a, f4 b) { return __builtin_wasm_fma_f32x4(a, b, acc); }
+#else
 INLINE f4 madd(f4 acc, f4 a, f4 b) { return wasm_f32x4_add(acc, wasm_f32x4_mul(a, b)); }
+#endif
 INLINE int min(int a, int b) { return a < b ? a : b; }
 INLINE int max(int a, int b) { return a > b ? a : b; }
 

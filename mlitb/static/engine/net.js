@@ -57,11 +57,13 @@ function planMemory(layers, layout, chunk, base) {
   return { params, grads, steps, first, dxp, bytes: top };
 }
 
-export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
+// relaxed: false keeps the strict SIMD kernels where relaxed SIMD exists (fused multiply-add
+// rounds once, so its sums differ from the strict ones in the last bits)
+export async function createNet(layerDefs, { simd = true, relaxed = true, chunk = 64 } = {}) {
   const layers = expand(layerDefs);
   const layout = buildLayout(layers);
   const P = paramCount(layout);
-  const heap = await openHeap(simd);
+  const heap = await openHeap(simd, { relaxed });
   const plan = planMemory(layers, layout, chunk, heap.base);
   const k = heap.reserve(plan.bytes);
   const { f } = k;
@@ -76,8 +78,12 @@ export async function createNet(layerDefs, { simd = true, chunk = 64 } = {}) {
   }
   const K = (n) => steps[n].geometry.sy * steps[n].geometry.run;
 
+  // Read once per params array (a new array for new values): repacking is a fixed cost per call otherwise.
+  let loaded = null;
   function loadParams(params) {
     if (!params || params.length !== P) throw new Error(`params must have ${P} floats, got ${params?.length}`);
+    if (params === loaded) return;
+    loaded = params;
     f.set(params, plan.params >> 2);
     for (const n of parametric) k.packWeights(steps[n].weights, layers[n].outShape[2], K(n), steps[n].packed);
   }

@@ -3,6 +3,7 @@
 // the data worker with a MessageChannel, and keeps the figures the page shows.
 // All computation happens in the workers.
 
+import { volunteerId } from "./volunteer-id.js";
 import { masterSocketUrl } from "./master-socket.js";
 
 const workerUrl = (name) => new URL(`./workers/${name}.js`, import.meta.url);
@@ -14,13 +15,15 @@ export function defaultTrainerCount() {
 
 export class Boss extends EventTarget {
   // project: {id, layers, dataset}; track: run the stats worker too
-  constructor(project, { trainers = defaultTrainerCount(), track = false, simd = true } = {}) {
+  // engine: "auto" (calibrated), or the volunteer's "webgpu", "wasm" or "js"
+  constructor(project, { trainers = defaultTrainerCount(), track = false, simd = true, engine = "auto" } = {}) {
     super();
     this.project = project;
     this.datasetId = typeof project.dataset === "string" ? project.dataset : project.dataset?.id;
     this.wanted = trainers;
     this.track = track;
     this.simd = simd;
+    this.engine = engine;
     this.trainers = [];
     this.tracker = null;
     this.data = null;
@@ -93,8 +96,10 @@ export class Boss extends EventTarget {
         cached: this.cachedIds,
         hidden: document.hidden,
         simd: this.simd,
+        engine: this.engine,
         cores: navigator.hardwareConcurrency || 1,
         agent: navigator.userAgent.slice(0, 200),
+        volunteer: volunteerId(),
       },
       [port],
     );
@@ -113,6 +118,11 @@ export class Boss extends EventTarget {
         trainer.clientId = message.clientId;
         if (!trainer.clientIds.includes(message.clientId)) trainer.clientIds.push(message.clientId);
         trainer.engine = message.engine;
+        break;
+      case "engine":
+        trainer.engine = message.engine;
+        trainer.engineDetail = message.detail;
+        if (message.adapter !== undefined) Object.assign(trainer, { adapter: message.adapter, calibrated: message.examplesPerSecond });
         break;
       case "cached":
         trainer.cached = message.count;
@@ -167,10 +177,13 @@ export class Boss extends EventTarget {
     this.changed();
   }
 
-  // Examples per second of computing, per trainer, over the last few seconds.
-  static rate(trainer) {
-    const ms = trainer.recent.reduce((t, r) => t + r.ms, 0);
-    return ms > 0 ? (1000 * trainer.recent.reduce((n, r) => n + r.count, 0)) / ms : 0;
+  // Examples per second of computing, per trainer, over the last few seconds;
+  // 0 unless it is training now (a paused or waiting trainer computes nothing).
+  static rate(trainer, now = performance.now()) {
+    if (trainer.state !== "training") return 0;
+    const recent = trainer.recent.filter((r) => r.at > now - RATE_WINDOW_MS);
+    const ms = recent.reduce((t, r) => t + r.ms, 0);
+    return ms > 0 ? (1000 * recent.reduce((n, r) => n + r.count, 0)) / ms : 0;
   }
 
   figures() {

@@ -2,27 +2,27 @@
 // worker; for each `work`, computes gradients with the JS engine until the
 // budget runs out and sends their sum. Reports what it does to the boss.
 
-import { createNet } from "../../engine/net.js";
+import { chooseEngine } from "../../engine/choose.js";
 import { float32 } from "../msgpack.js";
 import { MasterSocket } from "../master-socket.js";
-import { ExampleSampler, normalizationTable } from "../examples.js";
+import { OrderedExamples, normalizationTable } from "../examples.js";
+import { MAX_BATCHES, batchSeed } from "../work-order.js";
 import { retryDelayMs } from "../backoff.js";
 
 const MAX_BATCH = 128;
 const FIRST_BATCH = 4;
 const FINAL_CODES = new Set(["unknown_project", "protocol_version"]);
 
-let socket, dataPort, net, netLayers, options;
+let socket, dataPort, net, netLayers, options, engine = null;
 let project = null, dataset = null, limits = { cache_shards: 64 };
 let params = null, paramsIteration = -1;
 let assigned = [];
 const held = new Map();
 const requested = new Set();
 const shardFailures = new Map();
-let sampler = null, samplerKey = "";
 let msPerExample = 0;
 let hidden = false;
-let seedSalt = 0;
+let working = Promise.resolve();
 
 const tell = (message) => self.postMessage(message);
 const setState = (state, detail = "") => tell({ type: "state", state, detail });
@@ -45,7 +45,6 @@ async function start(config) {
   options = config;
   dataPort = config.dataPort;
   dataPort.onmessage = ({ data }) => onShard(data);
-  seedSalt = (config.index * 7919 + Math.floor(Math.random() * 1e6)) >>> 0;
   hidden = config.hidden;
   if (config.layers) await buildNet(config.layers);
   setState("connecting");
@@ -55,7 +54,10 @@ async function start(config) {
       protocol: 1,
       role: "trainer",
       project: config.project,
-      client: { kind: "browser", engine: net?.backend ?? "js", cores: config.cores, agent: config.agent },
+      client: {
+        kind: "browser", engine: net?.backend ?? "js", cores: config.cores, agent: config.agent, volunteer: config.volunteer,
+        adapter: net?.backend === "webgpu" ? engine.adapter : "", examples_per_s: engine?.examplesPerSecond ?? 0,
+      },
       cached: [...new Set([...held.keys(), ...config.cached])],
     }),
     onMessage,
@@ -69,9 +71,16 @@ async function start(config) {
   });
 }
 
+// The engine by calibration on this net (or the volunteer's choice); a lost GPU hands over to WASM.
 async function buildNet(layers) {
-  net = await createNet(layers, { simd: options.simd });
+  const choice = options.simd === false ? "js" : options.engine ?? "auto";
+  engine = await chooseEngine(layers, {
+    choice,
+    onChange: (name, why) => tell({ type: "engine", engine: name, detail: why }),
+  });
+  net = engine.net;
   netLayers = JSON.stringify(layers);
+  tell({ type: "engine", engine: engine.engine, adapter: engine.adapter, examplesPerSecond: engine.examplesPerSecond, detail: engine.notes.join("; ") });
 }
 
 async function onMessage(message) {
@@ -97,7 +106,8 @@ async function onMessage(message) {
       if (held.size) socket.send({ type: "cached", shards: [...held.keys()] });
       break;
     case "work":
-      work(message);
+      // one at a time: the WebGPU engine answers asynchronously
+      working = working.then(() => work(message)).catch((e) => tell({ type: "error", code: "engine", message: `training failed: ${e.message}` }));
       break;
     case "idle":
       setState(message.reason === "paused" ? "paused" : message.reason === "excluded" ? "excluded" : "waiting");
@@ -141,35 +151,30 @@ function evict() {
   for (const id of spare.slice(0, Math.max(0, excess))) held.delete(id);
 }
 
-function samplerFor(ids) {
-  const usable = ids.filter((id) => held.has(id)).sort();
-  const key = usable.join(",");
-  if (key !== samplerKey) {
-    sampler = usable.length ? new ExampleSampler(usable.map((id) => held.get(id))) : null;
-    samplerKey = key;
-  }
-  return sampler;
-}
-
-function work({ iteration, budget_ms: budgetMs, shards }) {
-  const examples = samplerFor(shards);
-  if (!examples || !params || paramsIteration !== iteration) {
-    setState("waiting", examples ? "for parameters" : "for data");
+// The work's examples span every listed shard in list order (docs/protocol.md, `work`): a result is
+// a prefix of their seeded order, so with a shard missing no honest result is possible.
+async function work({ iteration, budget_ms: budgetMs, shards, seed = 0 }) {
+  const ready = shards.length > 0 && shards.every((id) => held.has(id));
+  if (!ready || !params || paramsIteration !== iteration) {
+    setState("waiting", ready ? "for parameters" : "for data");
     return;
   }
   setState("training");
+  const iterationParams = params; // a params frame may arrive while a gradient is awaited
   const started = performance.now();
   const deadline = started + budgetMs;
+  const examples = new OrderedExamples(shards.map((id) => held.get(id)), seed >>> 0);
   const inputSize = examples.shards[0].pixels.length / examples.shards[0].count;
   const table = normalizationTable(project.normalization);
   const P = net.paramCount;
   const gradSum = new Float32Array(P);
-  let count = 0, lossSum = 0, correct = 0, batchIndex = 0;
+  const batches = [];
+  let count = 0, lossSum = 0, correct = 0;
   let x = null, labels = null;
-  for (;;) {
+  while (examples.left > 0 && batches.length < MAX_BATCHES) {
     const left = deadline - performance.now();
     let n = msPerExample ? Math.floor((0.9 * left) / msPerExample) : FIRST_BATCH;
-    n = Math.min(MAX_BATCH, n);
+    n = Math.min(net.maxBatch ?? MAX_BATCH, n); // a GPU engine takes larger batches
     if (n < 1) {
       if (count > 0) break;
       n = 1;
@@ -178,16 +183,17 @@ function work({ iteration, budget_ms: budgetMs, shards }) {
       x = new Float32Array(Math.max(n, FIRST_BATCH) * inputSize);
       labels = new Int32Array(Math.max(n, FIRST_BATCH));
     }
-    examples.batch(n, x, labels, table);
+    const position = examples.position;
+    n = examples.batch(n, x, labels, table);
     const t0 = performance.now();
-    const seed = (iteration * 2654435761 + batchIndex++ * 40503 + seedSalt) >>> 0;
-    const g = net.gradient(params, x, labels, n, { seed });
+    const g = await net.gradient(iterationParams, x, labels, n, { seed: batchSeed(seed >>> 0, position) });
     const ms = (performance.now() - t0) / n;
     msPerExample = msPerExample ? 0.7 * msPerExample + 0.3 * ms : ms;
     for (let i = 0; i < P; i++) gradSum[i] += g.gradSum[i];
     count += g.count;
     lossSum += g.lossSum;
     correct += g.correct;
+    batches.push(n);
   }
   const computeMs = performance.now() - started;
   const sent = socket.send({
@@ -198,6 +204,7 @@ function work({ iteration, budget_ms: budgetMs, shards }) {
     loss_sum: lossSum,
     correct,
     compute_ms: computeMs,
+    batches,
   });
   tell({ type: "result", iteration, count, computeMs, lossSum, correct, sent });
 }

@@ -1,0 +1,77 @@
+"""`mlitb predict` and `mlitb export`: research closures in, predictions or ConvNetJS JSON out.
+
+Before the closure is parsed its file is sniffed, so arguments given in the
+wrong order (an image where the closure goes) get a one-line hint instead
+of a decoding error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mlitb.cli.common import CliError
+
+IMAGE_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+               b"BM": "a BMP image", b"PK\x03\x04": "a zip file"}
+
+
+def sniff(path: str) -> str | None:
+    """What the file looks like when it is not JSON text ('a PNG image', ...), else None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None  # read_closure reports a missing or unreadable file itself
+    for magic, what in IMAGE_MAGIC.items():
+        if head.startswith(magic):
+            return what
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return None if text[:1] in (b"{", b"") else "not JSON"
+
+
+def check_closure_argument(path: str, usage: str) -> None:
+    what = sniff(path)
+    if what is not None:
+        raise CliError(f"{path} is {what}, not a closure JSON file: the closure comes first ({usage})")
+
+
+def add(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser("predict", help="classify images with a research closure")
+    predict.add_argument("closure", help="closure JSON file (download it with `mlitb project closure ID -o FILE`)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    predict.add_argument("--top", type=int, default=3, help="how many classes to print per image (default 3)")
+    predict.set_defaults(run=run_predict)
+
+    export = commands.add_parser("export", help="convert a research closure to another format")
+    export.add_argument("closure", help="closure JSON file")
+    export.add_argument("--format", choices=("convnetjs",), default="convnetjs",
+                        help="output format (default convnetjs: Net.fromJSON loads it)")
+    export.add_argument("-o", "--output", help="output file (default: standard output)")
+    export.set_defaults(run=run_export)
+
+    verify = commands.add_parser("verify", help="check that a closure's test figures reproduce from its data")
+    verify.add_argument("closure", help="closure JSON file")
+    verify.add_argument("--data-url", default=os.environ.get("MLITB_DATA_URL", "http://127.0.0.1:8001"),
+                        metavar="URL", help="data server holding the closure's dataset (default: $MLITB_DATA_URL "
+                                            "or http://127.0.0.1:8001)")
+    verify.set_defaults(run="mlitb.verify:run")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    check_closure_argument(args.closure, "mlitb predict CLOSURE IMAGE...")
+    from mlitb.predict import run
+
+    return run(args)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    check_closure_argument(args.closure, "mlitb export CLOSURE")
+    if args.output and Path(args.output).is_dir():
+        raise CliError(f"-o {args.output} is a directory: give a file name")
+    from mlitb.export import run
+
+    return run(args)
