@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--project", metavar="ID", help="project id (default: the master's default project)")
     worker.add_argument("--threads", type=int, default=1, help="trainer connections (one process each)")
     worker.add_argument("--cache-dir", metavar="DIR", help="where shards are kept (default ~/.cache/mlitb)")
+    role = worker.add_mutually_exclusive_group()
+    role.add_argument("--predict-only", action="store_true",
+                      help="serve only the project's prediction requests (no training, no data download)")
+    role.add_argument("--no-predict", action="store_true", help="train only; take no prediction requests")
     # Test knobs: make a real worker behave like a far-away client or a slow CPU.
     worker.add_argument("--extra-latency-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     worker.add_argument("--slowdown", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -69,10 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_append.add_argument("--server", default="http://127.0.0.1:8001", metavar="URL")
     data_append.set_defaults(run="mlitb.data.upload:run_append")
 
-    predict = commands.add_parser("predict", help="classify images with a research closure")
-    predict.add_argument("closure", help="closure JSON file")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict = commands.add_parser("predict", help="classify images with a research closure, or through a master")
+    predict.add_argument("closure", help="closure JSON file (with --master: the first image or directory)")
+    predict.add_argument("images", nargs="*", metavar="IMAGE")
     predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("--master", metavar="URL", help="ask this master's workers instead of a closure")
+    predict.add_argument("--project", metavar="ID", help="the project to ask (with --master)")
+    predict.add_argument("--batch", type=int, default=1000, help="images per request (with --master)")
+    predict.add_argument("--json", action="store_true", help="print one JSON document (with --master)")
+    predict.add_argument("--token", help="admin token, for a project that requires it (default $MLITB_ADMIN_TOKEN)")
     predict.set_defaults(run="mlitb.predict:run")
 
     export = commands.add_parser("export", help="convert a research closure to another format")

@@ -22,7 +22,8 @@ from typing import Protocol
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mlitb.master.settings import Settings
-from mlitb.protocol import Cached, ClientMessage, Hello, ProtocolError, Result, State, error_frame, parse_client_frame
+from mlitb.protocol import (Cached, ClientMessage, Hello, Prediction, ProtocolError, Result, State, error_frame,
+                            parse_client_frame)
 
 
 @dataclass
@@ -107,10 +108,12 @@ class Session(Protocol):
     """What a connection talks to after `hello`: a project's runtime (runtime.py)."""
 
     param_count: int
+    num_classes: int
 
     def on_cached(self, conn: Connection, shards: tuple[str, ...]) -> None: ...
     def on_result(self, conn: Connection, result: Result) -> None: ...
     def on_state(self, conn: Connection, hidden: bool) -> None: ...
+    def on_prediction(self, conn: Connection, prediction: Prediction) -> None: ...
     def leave(self, conn: Connection) -> None: ...
 
 
@@ -154,6 +157,7 @@ async def _serve(ws: WebSocket, lobby: Lobby, settings: Settings, stats: Connect
                     param_count=session.param_count if session else None,
                     max_bytes=settings.max_frame_bytes,
                     max_grad_norm_per_example=settings.max_grad_norm_per_example,
+                    num_classes=session.num_classes if session else None,
                 )
                 session = dispatch(conn, parsed, session, lobby)
             except ProtocolError as exc:
@@ -190,4 +194,6 @@ def dispatch(conn: Connection, message: ClientMessage, session: Session | None, 
         session.on_result(conn, message)
     elif isinstance(message, State):
         session.on_state(conn, message.hidden)
+    elif isinstance(message, Prediction):
+        session.on_prediction(conn, message)
     return session

@@ -18,6 +18,7 @@ from mlitb.optim import OPTIMIZERS, optimizer_defaults
 from mlitb.validate import FieldError, is_number, require_int, require_number, require_object, require_text
 
 STATUSES = ("running", "paused")
+PREDICT_ACCESS = ("public", "admin")  # who may POST /api/projects/{id}/predict
 DEFAULT_OPTIMIZER = "adagrad"
 # name -> (lowest allowed, highest allowed, lowest inclusive); each optimizer accepts its own subset.
 _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -62,6 +63,7 @@ class ProjectDef:
     seed: int
     status: str = "paused"
     created: float = field(default_factory=time.time)
+    predict_access: str = "public"
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -119,6 +121,7 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         eval_every=require_int(body.get("eval_every", default_eval_every), "eval_every", 1, 1_000_000),
         seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
+        predict_access=_predict_access(body.get("predict_access", "public")),
     )
     return definition, net
 
@@ -126,7 +129,7 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
     """The definition after a PATCH; only the name, T and optimizer hyper-parameters may change."""
     body = require_object(body, "body")
-    allowed = {"name", "iteration_ms", "optimizer"}
+    allowed = {"name", "iteration_ms", "optimizer", "predict_access"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
@@ -135,6 +138,8 @@ def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]
         changes["name"] = _name(body, "name")
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
+    if "predict_access" in body:
+        changes["predict_access"] = _predict_access(body["predict_access"])
     if "optimizer" in body:
         optimizer = parse_optimizer(body["optimizer"], current.optimizer)
         if optimizer["name"] != current.optimizer["name"]:
@@ -163,6 +168,13 @@ def parse_optimizer(raw: Any, base: dict[str, Any] | None) -> dict[str, Any]:
             raise ValidationError(f"optimizer.{key}", f"must be a number in {bound}{low:g}, {high:g}], got {value!r}")
         result[key] = float(value)
     return result
+
+
+def _predict_access(value: Any) -> str:
+    if value not in PREDICT_ACCESS:
+        raise ValidationError("predict_access", f"must be 'public' (anyone may ask for predictions, within the "
+                                                f"rate limit) or 'admin' (the admin token is needed), got {value!r}")
+    return value
 
 
 def _iteration_ms(value: Any, bounds: tuple[int, int]) -> int:

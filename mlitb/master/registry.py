@@ -26,6 +26,7 @@ from mlitb.master.checkpointer import Checkpointer, Policy
 from mlitb.master.connection import Connection
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
+from mlitb.master.predict_process import PredictProcess
 from mlitb.master.definition import ProjectDef
 from mlitb.master.runtime import ProjectError, ProjectRuntime
 from mlitb.master.settings import Settings
@@ -63,6 +64,7 @@ class Registry:
         self._side: dict[str, _SideTasks] = {}
         self.checkpoints = Checkpointer(store, Policy(settings.checkpoint_every, settings.checkpoint_interval_s))
         self.evaluator = Evaluator()
+        self.predict_process = PredictProcess()  # predictions while no worker takes them
 
     # ------------------------------------------------------------ lifecycle
 
@@ -89,6 +91,9 @@ class Registry:
         await self.checkpoints.flush(self.settings.checkpoint_flush_s)
         await self.checkpoints.close()
         await self.evaluator.close()
+        for rt in self.projects.values():
+            rt.predictions.close()
+        await self.predict_process.close()
 
     # ------------------------------------------------------------ researcher actions
 
@@ -140,6 +145,9 @@ class Registry:
             worker.conn.close(error_frame("unknown_project", "the project was deleted", fatal=True))
         for tracker in list(rt.trackers.values()):
             tracker.close()
+        for predictor in list(rt.predictors.values()):
+            predictor.close(error_frame("unknown_project", "the project was deleted", fatal=True))
+        rt.predictions.close()
         await self.checkpoints.drop(definition_key(rt.id), checkpoint_key(rt.id))
         await self.store.delete(definition_key(rt.id), checkpoint_key(rt.id))
 
