@@ -14,13 +14,15 @@ export function defaultTrainerCount() {
 
 export class Boss extends EventTarget {
   // project: {id, layers, dataset}; track: run the stats worker too
-  constructor(project, { trainers = defaultTrainerCount(), track = false, simd = true } = {}) {
+  // predict: the trainers also answer the project's prediction requests, between their results
+  constructor(project, { trainers = defaultTrainerCount(), track = false, simd = true, predict = true } = {}) {
     super();
     this.project = project;
     this.datasetId = typeof project.dataset === "string" ? project.dataset : project.dataset?.id;
     this.wanted = trainers;
     this.track = track;
     this.simd = simd;
+    this.predict = predict;
     this.trainers = [];
     this.tracker = null;
     this.data = null;
@@ -93,6 +95,7 @@ export class Boss extends EventTarget {
         cached: this.cachedIds,
         hidden: document.hidden,
         simd: this.simd,
+        predict: this.predict,
         cores: navigator.hardwareConcurrency || 1,
         agent: navigator.userAgent.slice(0, 200),
       },

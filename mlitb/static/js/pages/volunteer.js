@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const list = $("projects");
 const button = $("contribute");
 const trainersInput = $("trainers");
+const predictInput = $("predict");
 const message = $("message");
 let boss = null;
 let accepted = new Map();
@@ -71,7 +72,7 @@ async function contribute() {
   button.disabled = true;
   try {
     const project = await api.project(id);
-    boss = new Boss(project, { trainers: Number(trainersInput.value) || 1 });
+    boss = new Boss(project, { trainers: Number(trainersInput.value) || 1, predict: predictInput.checked });
     boss.addEventListener("change", queueDraw);
     await boss.start();
     button.textContent = "Stop";

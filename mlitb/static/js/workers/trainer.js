@@ -57,6 +57,7 @@ async function start(config) {
       project: config.project,
       client: { kind: "browser", engine: net?.backend ?? "js", cores: config.cores, agent: config.agent },
       cached: [...new Set([...held.keys(), ...config.cached])],
+      predict: config.predict !== false,
     }),
     onMessage,
     onStatus: (status, { retryInMs, attempt } = {}) => {
@@ -98,6 +99,9 @@ async function onMessage(message) {
       break;
     case "work":
       work(message);
+      break;
+    case "predict":
+      onPredict(message);
       break;
     case "idle":
       setState(message.reason === "paused" ? "paused" : message.reason === "excluded" ? "excluded" : "waiting");
@@ -200,4 +204,42 @@ function work({ iteration, budget_ms: budgetMs, shards }) {
     compute_ms: computeMs,
   });
   tell({ type: "result", iteration, count, computeMs, lossSum, correct, sent });
+}
+
+// Prediction chunks (`predict` frames): queued, and answered one per task, so a `work` that arrives
+// meanwhile runs before the next chunk (a chunk is sized by the master to ~150 ms of this worker's
+// speed): training deadlines hold. A chunk is bound to its parameters on arrival; the frame carries
+// them the first time this connection gets a chunk of an iteration.
+const predictQueue = [];
+let predictParams = null, predictIteration = -1, predictScheduled = false;
+
+function onPredict({ key, iteration, count, pixels, params: chunkParams }) {
+  if (chunkParams) {
+    predictParams = float32(chunkParams);
+    predictIteration = iteration;
+  }
+  const weights = predictIteration === iteration ? predictParams : paramsIteration === iteration ? params : null;
+  if (!weights) return; // no parameters of that iteration: the master sends the chunk elsewhere at its deadline
+  predictQueue.push({ key, count, pixels, weights });
+  if (!predictScheduled) {
+    predictScheduled = true;
+    setTimeout(answerNextChunk, 0);
+  }
+}
+
+function answerNextChunk() {
+  predictScheduled = false;
+  const chunk = predictQueue.shift();
+  if (!chunk) return;
+  const started = performance.now();
+  const table = normalizationTable(project.normalization);
+  const x = new Float32Array(chunk.pixels.length);
+  for (let i = 0; i < x.length; i++) x[i] = table[chunk.pixels[i]];
+  const probabilities = net.predict(chunk.weights, x, chunk.count);
+  socket.send({ type: "prediction", key: chunk.key, probabilities, compute_ms: performance.now() - started });
+  tell({ type: "predicted", count: chunk.count });
+  if (predictQueue.length) {
+    predictScheduled = true;
+    setTimeout(answerNextChunk, 0);
+  }
 }
