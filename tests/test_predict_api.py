@@ -170,7 +170,7 @@ async def test_answers_in_shuffled_order_from_two_workers_are_reassembled_by_key
                 return
             chunks.reverse()
             sent_orders.append([c["key"] for c in chunks])
-            for chunk in chunks:  # compute_ms as if 64 images took 150 ms: chunks stay small, many of them
+            for chunk in chunks:  # compute_ms as if 64 images took 150 ms: chunks stay small (~21), many of them
                 await client.ws.send(prediction_frame(chunk["key"], client.answer(chunk), 150.0))
 
     async with predictor(system, project) as a, predictor(system, project) as b:

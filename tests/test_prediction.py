@@ -16,14 +16,14 @@ def answer(chunk, classes: int = 3) -> np.ndarray:
 
 
 def test_chunks_are_sized_to_each_workers_speed_and_capped_by_slots():
-    s = Scheduler(ChunkPolicy(target_ms=100, initial_chunk=10, min_chunk=4, max_chunk=1000, slots=2))
+    s = Scheduler(ChunkPolicy(target_ms=100, initial_chunk=10, min_chunk=4, max_chunk=1000, slots=3))
     s.add_worker("fast", images_per_s=2000)  # 200 images in 100 ms
     s.add_worker("slow", images_per_s=100)  # 10
     s.add_request("r", 1000)
     sent = s.assign(now=0)
     by_worker = {w: [c.count for c in sent if c.worker == w] for w in ("fast", "slow")}
     assert by_worker == {"fast": [200, 200], "slow": [10, 10]}
-    assert s.assign(now=1) == []  # every slot is full: nothing more until answers come back
+    assert s.assign(now=1) == []  # the last slot of each is kept for another request
 
 
 def test_answers_in_any_order_are_reassembled_in_input_order():
@@ -88,16 +88,29 @@ def test_without_workers_everything_goes_to_the_fallback_one_chunk_at_a_time():
 
 
 def test_a_small_request_overtakes_a_big_batch_in_flight():
-    s = Scheduler(ChunkPolicy(initial_chunk=100, slots=2))
+    s = Scheduler(ChunkPolicy(initial_chunk=100, slots=3))
     s.add_worker("a")
     big = s.add_request("big", 10_000)
-    s.assign(now=0)
+    assert len(s.assign(now=0)) == 2  # the batch fills all but the kept slot
     small = s.add_request("small", 8)
-    done = next(iter(s.chunks.values()))
-    s.accept("a", done.key, answer(done), 5, now=1)
-    (next_chunk,) = s.assign(now=1)
-    assert next_chunk.request == "small" and next_chunk.count == 8
-    assert big.in_flight == 1 and small.in_flight == 1
+    (sent,) = s.assign(now=1)  # sent at once, without waiting for an answer
+    assert (sent.request, sent.count, sent.worker) == ("small", 8, "a")
+    assert big.in_flight == 2 and small.in_flight == 1
+    done = next(c for c in s.chunks.values() if c.request == "big")
+    s.accept("a", done.key, answer(done), 5, now=2)
+    assert s.assign(now=2) == []  # the small request holds the kept slot
+    s.accept("a", sent.key, answer(sent), 5, now=3)
+    (refill,) = s.assign(now=3)
+    assert refill.request == "big"
+
+
+def test_with_one_slot_nothing_is_kept():
+    s = Scheduler(ChunkPolicy(initial_chunk=10, slots=1))
+    s.add_worker("a")
+    s.add_request("r", 100)
+    (first,) = s.assign(now=0)
+    s.accept("a", first.key, answer(first), 5, now=1)
+    assert len(s.assign(now=1)) == 1
 
 
 def test_whole_mode_sends_each_request_whole_round_robin():

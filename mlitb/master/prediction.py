@@ -33,11 +33,11 @@ FALLBACK = "master"
 class ChunkPolicy:
     """How chunks are sized, bounded and timed."""
 
-    target_ms: float = 150.0  # compute time one chunk should take on the worker that gets it
+    target_ms: float = 50.0  # compute time one chunk should take on the worker that gets it
     initial_chunk: int = 64  # images, for a worker whose speed is not known yet
     min_chunk: int = 8
     max_chunk: int = 2048
-    slots: int = 2  # chunks in flight per worker
+    slots: int = 3  # chunks in flight per worker; the last one is kept for requests with none in flight
     deadline_floor_ms: float = 5000.0  # a chunk is given at least this long (a trainer answers between results)
     deadline_factor: float = 4.0  # ... or this many times its expected time, whichever is longer
     max_tries: int = 3  # sends to workers before a chunk runs in the fallback process
@@ -153,12 +153,11 @@ class Scheduler:
         if not self.policy.split:
             return self._assign_whole(now)
         while True:
-            slot = self._free_worker()
             fallback_busy = any(c.worker == FALLBACK for c in self.chunks.values())
-            request = self._next_request(slot is not None, fallback_busy)
+            request, slot = self._pick(fallback_busy)
             if request is None:
                 break
-            if slot is None or self._needs_fallback(request):
+            if slot is None:
                 sent.append(self._send(request, FALLBACK, self.policy.fallback_chunk, now))
             else:
                 sent.append(self._send(request, slot.id, self.chunk_size(slot), now))
@@ -216,22 +215,32 @@ class Scheduler:
 
     # ------------------------------------------------------------ internals
 
-    def _free_worker(self) -> WorkerSlot | None:
-        """The worker with a free slot and the least queued work (ties: the fastest)."""
-        free = [s for s in self.workers.values() if len(s.in_flight) < self.policy.slots]
+    def _pick(self, fallback_busy: bool) -> tuple[Request | None, WorkerSlot | None]:
+        """The pending request with the fewest chunks in flight (ties: the oldest) that can go somewhere now,
+        and its worker (None: the fallback process, which takes one chunk at a time)."""
+        pending = sorted((r for r in self.requests.values() if r.has_pending), key=lambda r: r.in_flight)
+        for request in pending:
+            if self._needs_fallback(request):
+                if not fallback_busy:
+                    return request, None
+                continue
+            slot = self._free_worker(request)
+            if slot is not None:
+                return request, slot
+        return None, None
+
+    def _free_worker(self, request: Request) -> WorkerSlot | None:
+        """The worker with room for `request` and the least queued work (ties: the fastest).
+
+        Each worker's last slot is kept for a request with nothing in flight: a small request that arrives
+        while a big batch fills the workers is sent at once, and waits at most for the chunk being computed
+        (workers take their smallest queued chunk first).
+        """
+        keep = 1 if request.in_flight and self.policy.slots > 1 else 0
+        free = [s for s in self.workers.values() if len(s.in_flight) < self.policy.slots - keep]
         if not free:
             return None
         return min(free, key=lambda s: (s.queued_images / (s.images_per_ms or 1e-3), -(s.images_per_ms or 0.0)))
-
-    def _next_request(self, worker_available: bool, fallback_busy: bool) -> Request | None:
-        """The pending request with the fewest chunks in flight (ties: the oldest).
-
-        A request that must go to the fallback (no worker connected, or its next chunk failed `max_tries`
-        times) waits while the fallback process is busy (it is single); the others need a free slot.
-        """
-        candidates = [r for r in self.requests.values() if r.has_pending
-                      and (not fallback_busy if self._needs_fallback(r) else worker_available)]
-        return min(candidates, key=lambda r: r.in_flight, default=None)
 
     def _needs_fallback(self, request: Request) -> bool:
         return not self.workers or (bool(request.retry) and request.retry[0][2] >= self.policy.max_tries)

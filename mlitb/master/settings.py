@@ -56,8 +56,8 @@ class Settings:
     predict_rate_burst: int = 30  # ...up to this many at once
     predict_timeout_s: float = 120.0  # a request not answered by then is a 504
     # How a batch is split over the workers (prediction.py ChunkPolicy).
-    predict_chunk_ms: float = 150.0
-    predict_slots: int = 2
+    predict_chunk_ms: float = 50.0
+    predict_slots: int = 3
     predict_chunk_timeout_ms: float = 5000.0  # a chunk's deadline floor (at least 2 iterations of its project)
     predict_split: bool = True  # False: each request whole to one worker (the hot-spot baseline, for bench/)
 

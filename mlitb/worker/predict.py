@@ -1,6 +1,8 @@
 """A worker's prediction side: `predict` chunks in, `prediction` answers out, between training results.
 
-Chunks queue in arrival order. Each is bound to its parameters when it
+Chunks queue, and the smallest goes first (the master keeps a slot of every
+worker for a new request, so an 8-image request waits for the chunk being
+computed, not for the batch queued beside it). Each is bound to its parameters when it
 arrives (the frame carries them the first time a connection gets a chunk of
 an iteration; the worker keeps the latest), so a later `params` frame never
 changes what a queued chunk is computed with. Prediction and training share
@@ -61,10 +63,13 @@ class PredictQueue:
         return None
 
     async def take(self) -> PredictChunk:
+        """The smallest queued chunk (the oldest of equals): a small request's is never stuck behind a batch's."""
         while not self.chunks:
             self.ready.clear()
             await self.ready.wait()
-        return self.chunks.popleft()
+        smallest = min(self.chunks, key=lambda chunk: chunk.pixels.shape[0])
+        self.chunks.remove(smallest)
+        return smallest
 
 
 async def predict_loop(ws: ClientConnection, queue: PredictQueue, net: Net, normalization: Normalization,

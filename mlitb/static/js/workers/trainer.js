@@ -229,8 +229,10 @@ function onPredict({ key, iteration, count, pixels, params: chunkParams }) {
 
 function answerNextChunk() {
   predictScheduled = false;
-  const chunk = predictQueue.shift();
-  if (!chunk) return;
+  if (!predictQueue.length) return;
+  // the smallest first: a small request's chunk never waits behind a big batch's queued beside it
+  const smallest = predictQueue.reduce((best, c, i) => (c.count < predictQueue[best].count ? i : best), 0);
+  const [chunk] = predictQueue.splice(smallest, 1);
   const started = performance.now();
   const table = normalizationTable(project.normalization);
   const x = new Float32Array(chunk.pixels.length);
