@@ -7,11 +7,12 @@ uvicorn over a FileStore holding the shipped MNIST), with a paused project on th
 1. Throughput: 10,000 images of the shipped MNIST test set (its 2,000 digits five times) in one msgpack request, with 0 (the
    master's fallback process), 1, 2 and 4 workers: total latency and images/s, the ratio to 1 worker.
 2. Hot spot: with W workers, small requests (8 images) from 4 concurrent clients, first on an idle
-   master (unloaded), then while a big batch (10,000 images) is in flight; p50/p99 of their latency.
+   master (unloaded), then for as long as a big batch (10,000 images) is in flight (only the requests
+   answered before the batch count); p50/p99 of their latency.
    Once with the batch split into keyed chunks over the workers (the default), once with every
    request sent whole to one worker in turn (`predict_split=False`, the naive baseline).
 
-    python bench/predict_split.py [--workers 0,1,2,4] [--hot-workers 2] [--small 60] [--chunk-ms 150]
+    python bench/predict_split.py [--workers 0,1,2,4] [--hot-workers 2] [--small 200] [--chunk-ms 50]
 
 Prints a table, then one JSON line. Every figure depends on the cores free for the workers.
 """
@@ -62,7 +63,8 @@ def serve(port: int, data_port: int, directory: str, split: bool, chunk_ms: floa
         store = FileStore(Path(directory))
         await ensure_shipped_datasets(store)
         settings = Settings(admin_token=TOKEN, data_url=f"http://127.0.0.1:{data_port}", predict_split=split,
-                            predict_chunk_ms=chunk_ms, predict_rate_per_minute=1e6, predict_rate_burst=10**6)
+                            predict_chunk_ms=chunk_ms, predict_rate_per_minute=1e6, predict_rate_burst=10**6,
+                            predict_chunk_timeout_ms=300_000)  # no resend: a slow machine is not a lost worker
         servers = [uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=p, log_level="warning"))
                    for app, p in ((create_data_app(store, TOKEN, bootstrap=False), data_port),
                                   (create_master_app(settings, store), port))]
@@ -112,7 +114,9 @@ def create_project(url: str) -> str:
 
 @contextlib.contextmanager
 def workers(url: str, project: str, count: int, tmp: Path):
-    procs = [subprocess.Popen([sys.executable, "-m", "mlitb.cli", "worker", "--master", url, "--project", project,
+    # Niced: in a deployment the workers are other machines; here they must not starve the master and
+    # this client of the cores they share, or the table measures the scheduler of this machine.
+    procs = [subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "mlitb.cli", "worker", "--master", url, "--project", project,
                                "--predict-only", "--cache-dir", str(tmp / f"cache-{i}")], env=ENV, cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(count)]
     try:
@@ -152,7 +156,7 @@ async def timed_post(client: httpx.AsyncClient, project: str, content: bytes) ->
     elapsed = time.perf_counter() - started
     if response.status_code != 200:
         raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
-    return elapsed, response.json()
+    return elapsed, await asyncio.to_thread(response.json)  # a batch's answer is MBs: not on this loop
 
 
 async def big_batch(url: str, project: str, images: np.ndarray) -> dict:
@@ -163,7 +167,8 @@ async def big_batch(url: str, project: str, images: np.ndarray) -> dict:
 
 
 async def small_requests(url: str, project: str, images: np.ndarray, count: int, during: np.ndarray | None) -> dict:
-    """`count` 8-image requests from 4 concurrent clients; with `during`, while that batch is predicted."""
+    """8-image requests from 4 concurrent clients: `count` of them on an idle master, or, with `during`,
+    as many as fit while that batch is predicted (only those answered before the batch count)."""
     small = body(images[:8])
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         await timed_post(client, project, small)
@@ -172,16 +177,19 @@ async def small_requests(url: str, project: str, images: np.ndarray, count: int,
             await asyncio.sleep(0.3)  # the batch is cut and in flight
         latencies: list[float] = []
 
-        async def one_client(n: int) -> None:
-            for _ in range(n):
-                latencies.append((await timed_post(client, project, small))[0] * 1000)
+        async def one_client() -> None:
+            sent = 0
+            while (big is None and sent < count // 4) or (big is not None and not big.done()):
+                elapsed = (await timed_post(client, project, small))[0] * 1000
+                sent += 1
+                if big is None or not big.done():
+                    latencies.append(elapsed)
 
-        await asyncio.gather(*(one_client(count // 4) for _ in range(4)))
-        big_done = big is not None and big.done()
+        await asyncio.gather(*(one_client() for _ in range(4)))
         big_s = (await big)[0] if big is not None else None
     latencies.sort()
     return {"p50_ms": statistics.median(latencies), "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-            "n": len(latencies), "batch_s": big_s, "batch_outlived_smalls": not big_done if big is not None else None}
+            "n": len(latencies), "batch_s": big_s}
 
 
 # ------------------------------------------------------------ the runs
@@ -191,8 +199,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", default="0,1,2,4")
     parser.add_argument("--hot-workers", type=int, default=2)
-    parser.add_argument("--small", type=int, default=60)
-    parser.add_argument("--chunk-ms", type=float, default=150.0)
+    parser.add_argument("--small", type=int, default=200)
+    parser.add_argument("--chunk-ms", type=float, default=50.0)
     args = parser.parse_args()
     images = mnist_test()
     print(f"{len(images)} test images; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -223,11 +231,11 @@ def main() -> None:
         print(f"{n if n else '0 (master)':>8} {row['s']:8.2f} {row['images_per_s']:9.0f} {row['chunks']:7d} {ratio:>12}")
     print()
     print(f"8-image requests, 4 concurrent clients, {args.hot_workers} workers, with and without a 10,000-image batch in flight")
-    print(f"{'mode':>6} {'unloaded p50':>13} {'unloaded p99':>13} {'loaded p50':>11} {'loaded p99':>11} {'p99 ratio':>10} {'batch s':>8}")
+    print(f"{'mode':>6} {'unloaded p50':>13} {'unloaded p99':>13} {'loaded p50':>11} {'loaded p99':>11} {'p99 ratio':>10} {'batch s':>8} {'n loaded':>9}")
     for mode, row in report["hot_spot"].items():
         u, l = row["unloaded"], row["loaded"]
         print(f"{mode:>6} {u['p50_ms']:13.1f} {u['p99_ms']:13.1f} {l['p50_ms']:11.1f} {l['p99_ms']:11.1f} "
-              f"{l['p99_ms'] / u['p99_ms']:9.1f}x {l['batch_s']:8.2f}")
+              f"{l['p99_ms'] / u['p99_ms']:9.1f}x {l['batch_s']:8.2f} {l['n']:9d}")
     if one and 4 in report["throughput"]:
         report["speedup_1_to_4"] = report["throughput"][4]["images_per_s"] / one["images_per_s"]
     print(json.dumps(report))
