@@ -66,3 +66,34 @@ async def test_unticked_the_browser_takes_no_predictions(system, browser):
     answer, expected, _ = await predict_through_a_volunteer(system, browser, answer_predictions=False)
     assert {c["worker"] for c in answer["chunks"]} == {"master"}
     assert [p["label"] for p in answer["predictions"]] == list(expected.argmax(axis=1))
+
+
+async def test_the_predict_page_predicts_a_folder_through_the_endpoint(system, browser, tmp_path):
+    from PIL import Image
+
+    from mlitb.predict import image_pixels
+
+    project = (await system.create_project(status="paused"))["id"]
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (28, 28), np.uint8), "L").save(folder / f"{i:02d}.png")
+    (folder / "notes.txt").write_text("not an image: left out")
+    context = await new_context(browser)
+    try:
+        watched = await open_page(context, f"{system.master_url}/predict.html?project={project}")
+        page = watched.page
+        await page.wait_for_selector("#model-message[data-loaded]")
+        await page.set_input_files("#folder", folder)
+        await page.wait_for_selector("#folder-message[data-done]")
+        rows = await page.locator("#folder-results tbody tr").evaluate_all(
+            "rows => rows.map(r => [r.cells[0].textContent, Number(r.dataset.label)])")
+        watched.assert_no_console_errors()
+    finally:
+        await context.close()
+    files = sorted(folder.glob("*.png"))
+    closure = load_closure((await system.api.get(f"/api/projects/{project}/closure")).text)
+    expected = classify(closure, np.stack([image_pixels(str(f), (28, 28, 1)) for f in files])).argmax(axis=1)
+    assert [name.split("/")[-1] for name, _ in rows] == [f.name for f in files]
+    assert [label for _, label in rows] == list(expected)
