@@ -244,6 +244,8 @@ async def test_bad_answers_are_refused_and_their_chunk_is_computed_elsewhere(sys
     assert_same(answer, expected, iteration)
     assert [c["worker"] for c in answer["chunks"]] == ["master"]  # three tries failed: the fallback computed it
     assert system.runtime(project).predictions.counters.refused == 3
+    assert await system.metric("mlitb_predict_refused_total", f'project="{project}"') == 3
+    assert await system.metric("mlitb_predict_fallback_chunks_total", f'project="{project}"') == 1
 
 
 async def test_a_training_python_worker_also_answers_predictions(system, tmp_path: Path):
