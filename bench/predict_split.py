@@ -2,7 +2,8 @@
 
 A master and data server run in a subprocess (this file in `--serve` mode: the real apps on real
 uvicorn over a FileStore holding the shipped MNIST), with a paused project on the MNIST demo convnet;
-`mlitb worker --predict-only` processes (one BLAS thread each) answer its prediction chunks.
+`mlitb worker --predict-only` processes (one BLAS thread each, niced) answer its prediction chunks;
+with `--browser`, also one headless Chromium tab on the volunteer page (JS engine, WASM SIMD), alone.
 
 1. Throughput: 10,000 images of the shipped MNIST test set (its 2,000 digits five times) in one msgpack request, with 0 (the
    master's fallback process), 1, 2 and 4 workers: total latency and images/s, the ratio to 1 worker.
@@ -12,7 +13,7 @@ uvicorn over a FileStore holding the shipped MNIST), with a paused project on th
    Once with the batch split into keyed chunks over the workers (the default), once with every
    request sent whole to one worker in turn (`predict_split=False`, the naive baseline).
 
-    python bench/predict_split.py [--workers 0,1,2,4] [--hot-workers 2] [--small 200] [--chunk-ms 50]
+    python bench/predict_split.py [--workers 0,1,2,4] [--hot-workers 2] [--small 200] [--chunk-ms 50] [--browser]
 
 Prints a table, then one JSON line. Every figure depends on the cores free for the workers.
 """
@@ -133,6 +134,36 @@ def workers(url: str, project: str, count: int, tmp: Path):
             proc.wait(timeout=30)
 
 
+@contextlib.asynccontextmanager
+async def browser_volunteer(url: str, project: str):
+    """One headless Chromium tab on the volunteer page, one trainer, answering prediction requests."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                   args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{url}/?project={project}")
+            await page.wait_for_function("!document.getElementById('contribute').disabled")
+            await page.fill("#trainers", "1")
+            await page.click("#contribute")
+            async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+                deadline = time.monotonic() + 120
+                while (await api.get(f"/api/projects/{project}")).json()["predictors"] != 1:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the browser did not join")
+                    await asyncio.sleep(0.2)
+            yield
+        finally:
+            await browser.close()
+
+
+async def browser_batch(url: str, project: str, images: np.ndarray) -> dict:
+    async with browser_volunteer(url, project):
+        return await big_batch(url, project, images)
+
+
 # ------------------------------------------------------------ requests
 
 
@@ -201,6 +232,7 @@ def main() -> None:
     parser.add_argument("--hot-workers", type=int, default=2)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--chunk-ms", type=float, default=50.0)
+    parser.add_argument("--browser", action="store_true", help="also one headless Chromium volunteer, alone")
     args = parser.parse_args()
     images = mnist_test()
     print(f"{len(images)} test images; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -213,6 +245,9 @@ def main() -> None:
                 with workers(url, project, n, tmp):
                     report["throughput"][n] = asyncio.run(big_batch(url, project, images))
                 print(f"  {n} workers: {report['throughput'][n]}", flush=True)
+            if args.browser:
+                report["throughput"]["browser"] = asyncio.run(browser_batch(url, project, images))
+                print(f"  browser: {report['throughput']['browser']}", flush=True)
         for split in (True, False):
             with master(tmp / f"store-{split}", split=split, chunk_ms=args.chunk_ms) as url:
                 project = create_project(url)
@@ -223,12 +258,13 @@ def main() -> None:
             report["hot_spot"]["split" if split else "whole"] = {"unloaded": unloaded, "loaded": loaded}
             print(f"  {'split' if split else 'whole'}: unloaded {unloaded} loaded {loaded}", flush=True)
     one = report["throughput"].get(1)
+    names = {0: "0 (master)", "browser": "1 browser"}
     print()
     print("10,000-image batch (MNIST test set, demo convnet)")
-    print(f"{'workers':>8} {'total s':>8} {'images/s':>9} {'chunks':>7} {'vs 1 worker':>12}")
+    print(f"{'workers':>10} {'total s':>8} {'images/s':>9} {'chunks':>7} {'vs 1 worker':>12}")
     for n, row in report["throughput"].items():
         ratio = f"{row['images_per_s'] / one['images_per_s']:.2f}x" if one else "-"
-        print(f"{n if n else '0 (master)':>8} {row['s']:8.2f} {row['images_per_s']:9.0f} {row['chunks']:7d} {ratio:>12}")
+        print(f"{names.get(n, n):>10} {row['s']:8.2f} {row['images_per_s']:9.0f} {row['chunks']:7d} {ratio:>12}")
     print()
     print(f"8-image requests, 4 concurrent clients, {args.hot_workers} workers, with and without a 10,000-image batch in flight")
     print(f"{'mode':>6} {'unloaded p50':>13} {'unloaded p99':>13} {'loaded p50':>11} {'loaded p99':>11} {'p99 ratio':>10} {'batch s':>8} {'n loaded':>9}")
