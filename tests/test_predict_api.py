@@ -111,6 +111,15 @@ async def wait_predictors(system, project: str, count: int) -> None:
             await asyncio.sleep(0.05)
 
 
+async def start_worker(system, project: str, tmp_path: Path, *extra: str) -> asyncio.subprocess.Process:
+    """A real `mlitb worker` process (its output in tmp_path/worker.log)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    with (tmp_path / "worker.log").open("wb") as log:  # the child keeps its own descriptor
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mlitb.cli", "worker", "--master", system.master_url, "--project", project,
+            "--cache-dir", str(tmp_path / "cache"), *extra, cwd=REPO, env=env, stdout=log, stderr=log)
+
+
 @pytest.fixture
 async def tuned_system(mnist_dir: Path, tmp_path: Path):
     """Small limits, so each one can be reached with a few requests."""
@@ -192,11 +201,7 @@ async def test_answers_in_shuffled_order_from_two_workers_are_reassembled_by_key
 
 async def test_a_chunk_whose_worker_dies_mid_batch_goes_to_a_real_worker(system, tmp_path: Path):
     project = (await system.create_project(status="paused"))["id"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    log = open(tmp_path / "worker.log", "wb")
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mlitb.cli", "worker", "--master", system.master_url, "--project", project,
-        "--predict-only", "--cache-dir", str(tmp_path / "cache"), cwd=REPO, env=env, stdout=log, stderr=log)
+    worker = await start_worker(system, project, tmp_path, "--predict-only")
     try:
         await wait_predictors(system, project, 1)
         batch = pixels(2000, seed=5)
@@ -218,7 +223,6 @@ async def test_a_chunk_whose_worker_dies_mid_batch_goes_to_a_real_worker(system,
     finally:
         worker.terminate()
         await worker.wait()
-        log.close()
 
 
 async def test_bad_answers_are_refused_and_their_chunk_is_computed_elsewhere(system):
@@ -250,11 +254,7 @@ async def test_bad_answers_are_refused_and_their_chunk_is_computed_elsewhere(sys
 
 async def test_a_training_python_worker_also_answers_predictions(system, tmp_path: Path):
     project = (await system.create_project(status="paused"))["id"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    log = open(tmp_path / "worker.log", "wb")
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mlitb.cli", "worker", "--master", system.master_url, "--project", project,
-        "--cache-dir", str(tmp_path / "cache"), cwd=REPO, env=env, stdout=log, stderr=log)
+    worker = await start_worker(system, project, tmp_path)
     try:
         await wait_predictors(system, project, 1)
         assert (await system.api.get(f"/api/projects/{project}")).json()["trainers"] == 1
@@ -268,7 +268,6 @@ async def test_a_training_python_worker_also_answers_predictions(system, tmp_pat
     finally:
         worker.terminate()
         await worker.wait()
-        log.close()
 
 
 # ------------------------------------------------------------ limits and access

@@ -8,7 +8,15 @@ import pytest
 
 from mlitb.master.predict_input import TooMany, decode_msgpack
 from mlitb.master.rate_limit import RateLimiter
-from mlitb.protocol import Hello, Prediction, ProtocolError, encode, parse_client_frame, predict_frame, prediction_frame
+from mlitb.protocol import (
+    Hello,
+    Prediction,
+    ProtocolError,
+    encode,
+    parse_client_frame,
+    predict_frame,
+    prediction_frame,
+)
 from mlitb.validate import FieldError
 
 CLASSES = 3

@@ -52,8 +52,8 @@ def decode_msgpack(body: bytes, shape: tuple[int, int, int], max_pixels: int, ma
     """`{shape: [N, H, W, C], pixels: bin}` of uint8 pixels; other sizes and channels are resized like files."""
     try:
         message = msgpack.unpackb(body, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise FieldError("body", f"is not valid msgpack ({exc}); send {{shape: [N, H, W, C], pixels: bin}}") from None
+    except Exception as exc:  # msgpack raises many types for garbage input
+        raise FieldError("body", f"is not valid msgpack ({exc}); send {{shape: [N, H, W, C], pixels: bin}}") from exc
     if not isinstance(message, dict):
         raise FieldError("body", "must be a msgpack map {shape: [N, H, W, C], pixels: bin}")
     dims = message.get("shape")
