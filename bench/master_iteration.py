@@ -21,8 +21,8 @@ import numpy as np
 
 from mlitb.data.manifest import Manifest, ShardRef, Split
 from mlitb.master.connection import Connection
-from mlitb.master.loop import boundary
 from mlitb.master.definition import ProjectDef, parse_optimizer
+from mlitb.master.loop import boundary
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
 from mlitb.model.zoo import MNIST_MLP, MNIST_SOFTMAX

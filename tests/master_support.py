@@ -89,7 +89,8 @@ async def running_system(store: FileStore, **settings: Any) -> AsyncIterator[Sys
     config = Settings(admin_token=TOKEN, data_url=data_url, **settings)
     app = create_master_app(config, store)
     async with serve_app(create_data_app(store, TOKEN, bootstrap=False), port=data_port):
-        async with serve_app(app) as master_url:
+        async with serve_app(app, read_timeout_s=config.http_read_timeout_s,
+                             idle_timeout_s=config.http_idle_timeout_s) as master_url:
             async with httpx.AsyncClient(base_url=master_url, timeout=30) as api:
                 datasets = (await api.get(f"{data_url}/datasets")).json()["datasets"]
                 mnist = next(d for d in datasets if d["name"] == "mnist")

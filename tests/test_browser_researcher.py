@@ -167,6 +167,8 @@ async def test_every_page_fits_a_phone(system, browser, path):
     context = await new_context(browser, viewport={"width": 375, "height": 740}, is_mobile=True)
     phone = await open_page(context, f"{system.master_url}{path}")
     await phone.page.wait_for_load_state("networkidle")
+    # A phone zooms out to fit a page wider than itself, which widens innerWidth: so pin it.
+    assert await phone.page.evaluate("window.innerWidth") == 375
     overflow = await phone.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"{path} is {overflow} px wider than a phone"
     phone.assert_no_console_errors()

@@ -14,8 +14,8 @@ import pytest
 
 from mlitb.data.manifest import Manifest, ShardRef, Split
 from mlitb.master.connection import Connection
-from mlitb.master.loop import boundary
 from mlitb.master.definition import ProjectDef, parse_optimizer
+from mlitb.master.loop import boundary
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
 from mlitb.protocol import ClientInfo, Hello, Result, decode

@@ -280,9 +280,10 @@ async def test_limits_per_request_and_per_address(tuned_system):
     assert too_many.status_code == 413 and "at most 300" in too_many.json()["error"]
     too_large = await system.api.post(f"/api/projects/{project}/predict", content=b"x" * (300 * 784 + 1001),
                                       headers={"Content-Type": "application/msgpack"})
-    assert too_large.status_code == 413 and "exceeds" in too_large.json()["error"]
-    ok = await post(system, project, pixels(4))
-    assert ok.status_code == 200
+    assert too_large.status_code == 413 and str(300 * 784 + 1000) in too_large.json()["error"]
+    # the body limit refuses before the endpoint (hardening.py), so that one does not count below
+    for _ in range(2):
+        assert (await post(system, project, pixels(4))).status_code == 200
     limited = await post(system, project, pixels(4))  # the fourth request of a burst of three
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert "too many prediction requests" in limited.json()["error"]

@@ -27,17 +27,24 @@ from starlette.websockets import WebSocket
 from mlitb import __version__
 from mlitb.closure import ClosureError, load_closure
 from mlitb.data.catalog import get_manifest
+from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, predict_api, prometheus
-from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master.closure_io import project_closure, project_from_closure
+from mlitb.master.closure_page import closure_page_policy, render_closure_page
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
-from mlitb.master.definition import ValidationError, check_layers, parse_create, parse_patch
+from mlitb.master.definition import (
+    ValidationError,
+    check_layers,
+    check_layers_body,
+    parse_create,
+    parse_patch,
+)
+from mlitb.master.hardening import check_project_cap, master_middleware, model_limits
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
-from mlitb.master.closure_page import render_closure_page
 from mlitb.store import Store
 from mlitb.tasks import log_crash
 from mlitb.validate import FieldError
@@ -78,10 +85,8 @@ async def config(request: Request) -> Response:
 
 
 async def layers_check(request: Request) -> Response:
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
-    net = check_layers(body.get("layers"))
+    raw = await request.body()  # at most max_body_bytes (hardening.py); parsed off the event loop
+    net = await asyncio.to_thread(check_layers_body, raw, model_limits(settings_of(request)))
     layers = [{"type": layer.type, "out_sx": layer.out_shape[1], "out_sy": layer.out_shape[0],
                "out_depth": layer.out_shape[2]} for layer in net.layers]
     return JSONResponse({"param_count": net.param_count, "layers": layers})
@@ -94,13 +99,15 @@ async def list_projects(request: Request) -> Response:
 async def create_project(request: Request) -> Response:
     admin(request)
     registry, settings = registry_of(request), settings_of(request)
+    check_project_cap(len(registry.projects), settings)
     body = await json_body(request)
     dataset = body.get("dataset") if isinstance(body, dict) else None
     manifest = await get_manifest(registry.store, dataset) if isinstance(dataset, str) and dataset else None
     definition, _net = parse_create(
         body, dataset_shape=tuple(manifest.shape) if manifest else None,
         num_classes=len(manifest.classes) if manifest else None,
-        default_eval_every=settings.eval_every, iteration_range=iteration_range(settings))
+        default_eval_every=settings.eval_every, iteration_range=iteration_range(settings),
+        model_limits=model_limits(settings))
     rt = await registry.create(definition)
     return JSONResponse(project_json(rt, detail=True), status_code=201)
 
@@ -108,11 +115,13 @@ async def create_project(request: Request) -> Response:
 async def create_from_closure(request: Request) -> Response:
     admin(request)
     registry, settings = registry_of(request), settings_of(request)
+    check_project_cap(len(registry.projects), settings)
     body = await request.body()
     try:
         closure = await asyncio.to_thread(load_closure, body)
     except ClosureError as exc:
         raise ValidationError(exc.path, exc.message, text=f"closure {exc}") from exc
+    check_layers(closure.layers, model_limits(settings))  # the closure's model must fit this master's limits too
     manifest = await get_manifest(registry.store, closure.dataset.id) if closure.dataset.id else None
     definition, checkpoint = project_from_closure(closure, manifest, iteration_range(settings), settings.eval_every)
     rt = await registry.create(definition, checkpoint)
@@ -173,7 +182,7 @@ async def closure_page(request: Request) -> Response:
     rt = project_of(request)
     text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, rt.snapshot())
     page = await asyncio.to_thread(render_closure_page, text, settings_of(request).static_dir)
-    return HTMLResponse(page)
+    return HTMLResponse(page, headers={"Content-Security-Policy": closure_page_policy(page)})
 
 
 async def websocket(ws: WebSocket) -> None:
@@ -233,7 +242,7 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
     if settings.static_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
     app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, **ERROR_HANDLERS},
-                    lifespan=lifespan)
+                    lifespan=lifespan, middleware=master_middleware(settings))
     app.state.registry = Registry(store, settings)
     app.state.stats = ConnectionStats()
     app.state.predict_limiter = predict_api.rate_limiter(settings)
@@ -251,7 +260,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
     """A project as the API shows it; `detail` adds layers and the worker table."""
     d = rt.definition
     result: dict[str, Any] = {
-        "id": d.id, "name": d.name, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
+        "id": d.id, "name": d.name, "description": d.description, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "predict_access": d.predict_access, "predictors": rt.predictions.workers,

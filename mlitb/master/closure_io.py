@@ -7,10 +7,21 @@ nobody else touches.
 
 from __future__ import annotations
 
-from mlitb.closure import Closure, DatasetFingerprint, Normalization, TrainingRecord, build_closure
+from mlitb.closure import (
+    Closure,
+    DatasetFingerprint,
+    Normalization,
+    TrainingRecord,
+    build_closure,
+)
 from mlitb.data.manifest import Manifest
 from mlitb.master.checkpoint import Checkpoint
-from mlitb.master.definition import ProjectDef, ValidationError, new_project_id, parse_optimizer
+from mlitb.master.definition import (
+    ProjectDef,
+    ValidationError,
+    new_project_id,
+    parse_optimizer,
+)
 from mlitb.model import Net
 from mlitb.optim import optimizer_from_spec
 

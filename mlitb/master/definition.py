@@ -14,8 +14,16 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mlitb.model import Net, SpecError
+from mlitb.model.limits import ModelLimits, ModelTooLarge, checked_net
 from mlitb.optim import OPTIMIZERS, optimizer_defaults
-from mlitb.validate import FieldError, is_number, require_int, require_number, require_object, require_text
+from mlitb.validate import (
+    FieldError,
+    is_number,
+    require_int,
+    require_number,
+    require_object,
+    require_text,
+)
 
 STATUSES = ("running", "paused")
 PREDICT_ACCESS = ("public", "admin")  # who may POST /api/projects/{id}/predict
@@ -32,6 +40,7 @@ _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
 }
 MAX_NAME = 200
 MAX_NORMALIZATION = 1000.0
+MAX_DESCRIPTION = 2000
 
 
 class ValidationError(FieldError):
@@ -63,6 +72,7 @@ class ProjectDef:
     seed: int
     status: str = "paused"
     created: float = field(default_factory=time.time)
+    description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
     predict_access: str = "public"
 
     def to_json(self) -> bytes:
@@ -82,26 +92,41 @@ def new_project_id(name: str) -> str:
     return f"{slug}-{secrets.token_hex(4)}"
 
 
-def check_layers(layers: Any) -> Net:
-    """Build the net or raise ValidationError naming the layer index and field."""
+def check_layers(layers: Any, limits: ModelLimits = ModelLimits()) -> Net:
+    """Build the net or raise ValidationError naming the layer index and field, or the limit it is over."""
     try:
-        return Net(layers)
+        return checked_net(layers, limits)
+    except ModelTooLarge as exc:
+        raise ValidationError("layers", exc.message) from exc
     except SpecError as exc:
         # architecture.md: a layer error answers {error, layer, field} with the layer's own field.
         raise ValidationError(exc.field or "layers", exc.message, text=str(exc), layer=exc.index) from exc
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RecursionError) as exc:
         raise ValidationError("layers", f"not a valid list of layer definitions: {exc}") from exc
 
 
+def check_layers_body(raw: bytes, limits: ModelLimits = ModelLimits()) -> Net:
+    """`{"layers": [...]}` as `POST /api/layers/check` sends it, parsed and checked (the app runs this in a
+    thread, after the body limit: parsing is the one costly step an unauthenticated client can ask for)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
+    return check_layers(body.get("layers"), limits)
+
+
 def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_classes: int | None,
-                 default_eval_every: int, iteration_range: tuple[int, int]) -> tuple[ProjectDef, Net]:
+                 default_eval_every: int, iteration_range: tuple[int, int],
+                 model_limits: ModelLimits = ModelLimits()) -> tuple[ProjectDef, Net]:
     """A new project's definition from a POST body; `dataset_shape` None means the dataset does not exist."""
     body = require_object(body, "body")
     name = _name(body, "name")
     dataset = _name(body, "dataset")
     if dataset_shape is None:
         raise ValidationError("dataset", f"no dataset {dataset!r}; upload it to the data server first (GET /datasets lists them)")
-    net = check_layers(body.get("layers"))
+    net = check_layers(body.get("layers"), model_limits)
     if list(net.input_shape) != list(dataset_shape):
         raise ValidationError("layers", f"the input layer is {list(net.input_shape)} (sy, sx, depth) but dataset "
                                         f"{dataset!r} holds images of {list(dataset_shape)} (height, width, channels)", layer=0)
@@ -121,21 +146,24 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         eval_every=require_int(body.get("eval_every", default_eval_every), "eval_every", 1, 1_000_000),
         seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
+        description=_description(body.get("description", "")),
         predict_access=_predict_access(body.get("predict_access", "public")),
     )
     return definition, net
 
 
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
-    """The definition after a PATCH; only the name, T and optimizer hyper-parameters may change."""
+    """The definition after a PATCH; only the name, description, T and optimizer hyper-parameters may change."""
     body = require_object(body, "body")
-    allowed = {"name", "iteration_ms", "optimizer", "predict_access"}
+    allowed = {"name", "description", "iteration_ms", "optimizer", "predict_access"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = _name(body, "name")
+    if "description" in body:
+        changes["description"] = _description(body["description"])
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
     if "predict_access" in body:
@@ -199,3 +227,8 @@ def _normalization(raw: Any) -> dict[str, float]:
 
 def _name(body: dict[str, Any], field: str) -> str:
     return require_text(body.get(field), field, max_len=MAX_NAME).strip()
+
+
+def _description(value: Any) -> str:
+    """Optional plain text for volunteers; may be empty (no description)."""
+    return require_text(value, "description", max_len=MAX_DESCRIPTION, empty=True).strip()

@@ -61,6 +61,8 @@ def render(projects: Iterable[ProjectRuntime], stats: ConnectionStats) -> str:
     series("mlitb_connections_total", "counter", "WebSocket connections accepted.", [("", stats.total)])
     series("mlitb_connections_refused_total", "counter", "Connections refused at the limit.", [("", stats.refused)])
     series("mlitb_bad_frames_total", "counter", "Client frames refused by validation.", [("", stats.bad_frames)])
+    series("mlitb_frames_too_large_total", "counter", "Client messages refused from their frame header (over the connection's limit).",
+           [("", stats.too_large)])
     series("mlitb_clients_dropped_total", "counter", "Clients dropped for too many bad frames.", [("", stats.dropped)])
     return "\n".join(lines) + "\n"
 

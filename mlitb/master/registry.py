@@ -24,10 +24,10 @@ from mlitb.master import evaluation
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.checkpointer import Checkpointer, Policy
 from mlitb.master.connection import Connection
+from mlitb.master.definition import ProjectDef
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
 from mlitb.master.predict_process import PredictProcess
-from mlitb.master.definition import ProjectDef
 from mlitb.master.runtime import ProjectError, ProjectRuntime
 from mlitb.master.settings import Settings
 from mlitb.master.supervision import RestartPolicy, supervise

@@ -26,8 +26,17 @@ from mlitb.master.predict_service import PredictService
 from mlitb.master.settings import Settings
 from mlitb.model import Net
 from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec
-from mlitb.protocol import (ClientInfo, Hello, Prediction, ProtocolError, Result, assign_frame, idle_frame,
-                            params_frame, welcome_frame)
+from mlitb.protocol import (
+    ClientInfo,
+    Hello,
+    Prediction,
+    ProtocolError,
+    Result,
+    assign_frame,
+    idle_frame,
+    params_frame,
+    welcome_frame,
+)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,17 @@ class Settings:
     # examples (data step) and to pause a project whose dataset was deleted (datawatch.py).
     dataset_poll_s: float = 2.0
     default_project: str | None = None
+    # Denial of service (docs/security.md): what an unauthenticated request may cost.
+    max_body_bytes: int = 1 << 20  # any HTTP request body but a closure upload
+    max_closure_bytes: int = 256 << 20  # POST /api/projects/from-closure
+    http_read_timeout_s: float = 10.0  # request headers, and each read of a body, must arrive within this
+    http_idle_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
+    hello_timeout_s: float = 20.0  # a WebSocket that sends no hello within this is closed
+    max_control_bytes: int = 1 << 20  # a WebSocket message before welcome, from a tracker, or not a result
+    result_overhead_bytes: int = 64 << 10  # a trainer's result may be 4 x P bytes plus this
+    max_layers: int = 100  # layer definitions of a model
+    max_params: int = 10_000_000  # parameters of a model (40 MB as float32, per copy in a volunteer's browser)
+    max_projects: int = 100
     static_dir: Path = STATIC_DIR
     # POST /api/projects/{id}/predict (docs/api.md). The body limit is this endpoint's own: an image batch
     # is far larger than any other request body, so the HTTP body limit must exempt this route or use it.

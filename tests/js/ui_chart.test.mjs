@@ -34,3 +34,29 @@ test("tick labels are short", () => {
   assert.equal(formatTick(25000), "25k");
   assert.equal(formatTick(3200000), "3.2M");
 });
+
+import { chartLayout, nearestIndex, formatValue } from "../../mlitb/static/js/chart.js";
+
+const overlaps = (a, b) => a && b && a[0] < b[1] && b[0] < a[1];
+
+test("axis labels never overlap tick labels, however wide the ticks", () => {
+  for (const yTickWidth of [0, 12, 31, 60]) {
+    const layout = chartLayout({ width: 360, height: 220, yTickWidth, xLabel: "iteration", yLabel: "examples / s" });
+    assert.ok(!overlaps(layout.yLabelSpan, layout.yTickSpan), JSON.stringify(layout));
+    assert.ok(!overlaps(layout.xTickSpan, layout.xLabelSpan), JSON.stringify(layout));
+    assert.ok(layout.yTickSpan[0] >= layout.yLabelSpan[1]);
+    assert.ok(layout.xLabelSpan[1] <= 220 && layout.xTickSpan[0] >= layout.top + layout.plotH);
+  }
+  const bare = chartLayout({ width: 300, height: 200, yTickWidth: 20 });
+  assert.equal(bare.yLabelSpan, null);
+  assert.equal(bare.xLabelSpan, null);
+});
+
+test("hover finds the nearest point and shows readable values", () => {
+  assert.equal(nearestIndex([[0, 1], [10, 2], [20, 3]], 13), 1);
+  assert.equal(nearestIndex([[0, 1], [10, NaN]], 9), 0);
+  assert.equal(nearestIndex([], 1), -1);
+  assert.equal(formatValue(0.123456), "0.1235");
+  assert.equal(formatValue(2000), "2000");
+  assert.equal(formatValue(0.00001234), "1.234e-5");
+});

@@ -66,6 +66,7 @@ export const api = {
   update: (id, changes) => adminRequest(`/api/projects/${encodeURIComponent(id)}`, { method: "PATCH", body: changes }),
   remove: (id) => adminRequest(`/api/projects/${encodeURIComponent(id)}`, { method: "DELETE" }),
   datasets: async () => requestJson(`${(await getConfig()).data_url.replace(/\/$/, "")}/datasets`),
+  dataset: async (id) => requestJson(`${(await getConfig()).data_url.replace(/\/$/, "")}/datasets/${encodeURIComponent(id)}`),
 };
 
 // POST a dataset zip (and optionally a test zip) to the data server with upload

@@ -170,10 +170,13 @@ export class Boss extends EventTarget {
     this.changed();
   }
 
-  // Examples per second of computing, per trainer, over the last few seconds.
-  static rate(trainer) {
-    const ms = trainer.recent.reduce((t, r) => t + r.ms, 0);
-    return ms > 0 ? (1000 * trainer.recent.reduce((n, r) => n + r.count, 0)) / ms : 0;
+  // Examples per second of computing, per trainer, over the last few seconds;
+  // 0 unless it is training now (a paused or waiting trainer computes nothing).
+  static rate(trainer, now = performance.now()) {
+    if (trainer.state !== "training") return 0;
+    const recent = trainer.recent.filter((r) => r.at > now - RATE_WINDOW_MS);
+    const ms = recent.reduce((t, r) => t + r.ms, 0);
+    return ms > 0 ? (1000 * recent.reduce((n, r) => n + r.count, 0)) / ms : 0;
   }
 
   figures() {

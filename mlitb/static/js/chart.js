@@ -54,6 +54,37 @@ export function thin(points, limit) {
   return out;
 }
 
+// Where the plot sits inside a chart of `width`×`height`: room on the left for
+// the widest y tick label (and the rotated y label beside it), at the bottom for
+// the x tick labels (and the x label below them), so no label overlaps another.
+// Also says where each label ends up, which the page exposes for its tests.
+export function chartLayout({ width, height, yTickWidth, xLabel, yLabel, font = 11 }) {
+  const gap = 6;
+  const yLabelBand = yLabel ? font + 4 : 0;
+  const left = Math.ceil(2 + yLabelBand + yTickWidth + gap);
+  const bottom = gap / 2 + font + (xLabel ? gap / 2 + font + 4 : 4);
+  const top = 8, right = 12;
+  return {
+    left, right, top, bottom, plotW: width - left - right, plotH: height - top - bottom,
+    yLabelX: 2 + yLabelBand / 2, // the rotated label's centre line
+    yLabelSpan: yLabel ? [2, 2 + yLabelBand] : null,
+    yTickSpan: [left - gap - yTickWidth, left - gap],
+    xTickSpan: [height - bottom + gap / 2, height - bottom + gap / 2 + font],
+    xLabelSpan: xLabel ? [height - font - 4, height - 4] : null,
+  };
+}
+
+// The index of the point whose x is nearest to `x` (points need not be sorted); -1 if none.
+export function nearestIndex(points, x) {
+  let best = -1, distance = Infinity;
+  points.forEach(([px, py], i) => {
+    if (!Number.isFinite(px) || !Number.isFinite(py)) return;
+    const d = Math.abs(px - x);
+    if (d < distance) [best, distance] = [i, d];
+  });
+  return best;
+}
+
 export class LineChart {
   constructor(container, { title = "", xLabel = "", yLabel = "", series = [], yMin, yMax, xFormat = formatTick, yFormat = formatTick } = {}) {
     this.options = { xLabel, yLabel, yMin, yMax, xFormat, yFormat };
@@ -79,10 +110,63 @@ export class LineChart {
       item.append(swatch, s.name);
       legend.append(item);
     }
-    container.append(this.canvas, legend);
+    this.tip = document.createElement("div");
+    this.tip.className = "chart-tip hidden";
+    this.tip.setAttribute("role", "status");
+    container.append(this.canvas, legend, this.tip);
     this.container = container;
     this.pending = false;
+    this.hoverX = null; // the data x under the pointer, or null
+    this.frame = null; // the last draw's scales, for hover
+    this.canvas.addEventListener("pointermove", (event) => this.hover(event.offsetX));
+    this.canvas.addEventListener("pointerleave", () => this.hover(null));
     new ResizeObserver(() => this.draw()).observe(this.canvas);
+  }
+
+  setXLabel(label) {
+    if (this.options.xLabel === label) return;
+    this.options.xLabel = label;
+    this.draw();
+  }
+
+  // Show the values of every series at the x nearest the pointer (offsetX in CSS px; null hides).
+  hover(offsetX) {
+    const frame = this.frame;
+    if (offsetX === null || !frame || offsetX < frame.left || offsetX > frame.left + frame.plotW) {
+      this.hoverX = null;
+      this.tip.classList.add("hidden");
+      this.draw();
+      return;
+    }
+    const x = frame.x0 + ((offsetX - frame.left) / frame.plotW) * (frame.x1 - frame.x0);
+    const nearest = this.data.map((points) => (points || [])[nearestIndex(points || [], x)]);
+    const anchor = nearest.filter(Boolean).sort((a, b) => Math.abs(a[0] - x) - Math.abs(b[0] - x))[0];
+    if (!anchor) return this.hover(null);
+    this.hoverX = anchor[0];
+    const { xFormat, xLabel } = this.options;
+    const rows = this.series.map((s, i) => {
+      const point = nearest[i];
+      if (!point) return null;
+      const row = document.createElement("div");
+      const swatch = document.createElement("i");
+      swatch.style.background = s.color;
+      const elsewhere = point[0] !== this.hoverX ? ` (at ${xFormat(point[0])})` : ""; // a sparser series' nearest point
+      row.append(swatch, `${s.name}: ${formatValue(point[1])}${elsewhere}`);
+      Object.assign(row.dataset, { series: s.name, x: point[0], value: point[1] });
+      return row;
+    }).filter(Boolean);
+    const head = document.createElement("div");
+    head.className = "chart-tip-x";
+    head.textContent = `${xLabel || "x"} ${xFormat(this.hoverX)}`;
+    this.tip.replaceChildren(head, ...rows);
+    this.tip.dataset.x = this.hoverX;
+    this.tip.classList.remove("hidden");
+    const px = frame.px(this.hoverX) + this.canvas.offsetLeft;
+    const flip = px > this.container.clientWidth / 2;
+    this.tip.style.left = flip ? "" : `${px + 10}px`;
+    this.tip.style.right = flip ? `${this.container.clientWidth - px + 10}px` : "";
+    this.tip.style.top = `${this.canvas.offsetTop + frame.top}px`;
+    this.draw();
   }
 
   setData(data) {
@@ -115,8 +199,13 @@ export class LineChart {
     ctx.font = "11px system-ui, sans-serif";
     const { xLabel, yLabel, xFormat, yFormat } = this.options;
     const box = extent(this.data, this.options);
-    const left = 46, right = 10, top = 8, bottom = 34;
-    const plotW = width - left - right, plotH = height - top - bottom;
+    const rough = chartLayout({ width, height, yTickWidth: 0, xLabel, yLabel });
+    const yTicks = box ? niceTicks(box.y0, box.y1, Math.max(2, Math.floor(rough.plotH / 35))) : [];
+    const yTickWidth = Math.max(0, ...yTicks.map((t) => ctx.measureText(yFormat(t)).width));
+    const layout = chartLayout({ width, height, yTickWidth, xLabel, yLabel });
+    const { left, top, plotW, plotH } = layout;
+    this.container.dataset.layout = JSON.stringify(layout);
+    this.frame = null;
     if (!box || plotW < 20 || plotH < 20) {
       ctx.fillStyle = ink;
       ctx.textAlign = "center";
@@ -124,11 +213,11 @@ export class LineChart {
       return;
     }
     const xTicks = niceTicks(box.x0, box.x1, Math.max(2, Math.floor(plotW / 70)));
-    const yTicks = niceTicks(box.y0, box.y1, Math.max(2, Math.floor(plotH / 35)));
     const x0 = Math.min(box.x0, xTicks[0]), x1 = Math.max(box.x1, xTicks.at(-1));
     const y0 = Math.min(box.y0, yTicks[0]), y1 = Math.max(box.y1, yTicks.at(-1));
     const px = (x) => left + ((x - x0) / (x1 - x0 || 1)) * plotW;
     const py = (y) => top + plotH - ((y - y0) / (y1 - y0 || 1)) * plotH;
+    this.frame = { left, top, plotW, plotH, x0, x1, px };
 
     ctx.strokeStyle = grid;
     ctx.lineWidth = 1;
@@ -141,7 +230,7 @@ export class LineChart {
       ctx.moveTo(left, y);
       ctx.lineTo(left + plotW, y);
       ctx.stroke();
-      ctx.fillText(yFormat(t), left - 6, y);
+      ctx.fillText(yFormat(t), layout.yTickSpan[1], y);
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
@@ -151,12 +240,12 @@ export class LineChart {
       ctx.moveTo(x, top);
       ctx.lineTo(x, top + plotH);
       ctx.stroke();
-      ctx.fillText(xFormat(t), x, top + plotH + 4);
+      ctx.fillText(xFormat(t), x, layout.xTickSpan[0]);
     }
-    if (xLabel) ctx.fillText(xLabel, left + plotW / 2, top + plotH + 19);
+    if (xLabel) ctx.fillText(xLabel, left + plotW / 2, layout.xLabelSpan[0]);
     if (yLabel) {
       ctx.save();
-      ctx.translate(10, top + plotH / 2);
+      ctx.translate(layout.yLabelX, top + plotH / 2);
       ctx.rotate(-Math.PI / 2);
       ctx.textBaseline = "middle";
       ctx.fillText(yLabel, 0, 0);
@@ -181,5 +270,32 @@ export class LineChart {
       }
     });
     ctx.setLineDash([]);
+    if (this.hoverX !== null) this.drawHover(ctx, px, py, ink);
   }
+
+  // A guide line at the hovered x and a dot on each series' nearest point.
+  drawHover(ctx, px, py, ink) {
+    const x = Math.round(px(this.hoverX)) + 0.5;
+    ctx.strokeStyle = ink;
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(x, this.frame.top);
+    ctx.lineTo(x, this.frame.top + this.frame.plotH);
+    ctx.stroke();
+    this.series.forEach((s, i) => {
+      const point = (this.data[i] || [])[nearestIndex(this.data[i] || [], this.hoverX)];
+      if (!point) return;
+      ctx.fillStyle = s.color;
+      ctx.beginPath();
+      ctx.arc(px(point[0]), py(point[1]), 3.5, 0, 2 * Math.PI);
+      ctx.fill();
+    });
+  }
+}
+
+// A hovered value: four significant digits, no exponent for everyday sizes.
+export function formatValue(v) {
+  if (!Number.isFinite(v)) return "–";
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-3 || a >= 1e7) ? v.toExponential(3) : String(+v.toPrecision(4));
 }

@@ -80,6 +80,18 @@ class ShardCache {
     return promised(this.db.transaction(INDEX).objectStore(INDEX).getAll()).catch(() => []);
   }
 
+  // Drop every cached shard of every project (the volunteer's "clear cached data").
+  async clear() {
+    const transaction = this.db.transaction([SHARDS, INDEX], "readwrite");
+    transaction.objectStore(SHARDS).clear();
+    transaction.objectStore(INDEX).clear();
+    await done(transaction);
+  }
+
+  close() {
+    this.db.close();
+  }
+
   async remove(ids) {
     if (!ids.length) return;
     try {
@@ -101,4 +113,27 @@ const nullCache = {
   ids: async () => [],
   entries: async () => [],
   remove: async () => undefined,
+  clear: async () => undefined,
+  close: () => undefined,
 };
+
+// What the cache holds now, all projects together: {shards, bytes}.
+export async function cacheUsage() {
+  const cache = await openShardCache();
+  try {
+    const entries = await cache.entries();
+    return { shards: entries.length, bytes: entries.reduce((n, e) => n + (e.bytes || 0), 0) };
+  } finally {
+    cache.close();
+  }
+}
+
+// Empty the cache; the next contribution downloads its shards again.
+export async function clearShardCache() {
+  const cache = await openShardCache();
+  try {
+    await cache.clear();
+  } finally {
+    cache.close();
+  }
+}

@@ -2,6 +2,8 @@ import { addExamples, api, ApiError } from "../api.js";
 import { Boss } from "../boss.js";
 import { LineChart } from "../chart.js";
 import { element, formatCount, formatMs, formatPercent, formatRate, showMessage, datasetName } from "../format.js";
+import { metricsCsv, downloadText } from "../metrics-csv.js";
+import { copyField, shareLink, workerCommand } from "../share.js";
 
 const $ = (id) => document.getElementById(id);
 const projectId = new URLSearchParams(location.search).get("project");
@@ -13,14 +15,15 @@ let trackerEvals = [];
 let tracker = null;
 let targetT = [];
 let formFilled = false;
+let aboutFilled = false;
 let pollTimer = 0;
 let polling = null;
 
 const charts = {
-  loss: new LineChart($("chart-loss"), { title: "Loss", yLabel: "cross-entropy", series: [{ name: "training loss" }, { name: "test loss", dashed: true }] }),
-  accuracy: new LineChart($("chart-accuracy"), { title: "Accuracy", yLabel: "accuracy", yMin: 0, yMax: 1, series: [{ name: "test (master)", color: "#16a34a" }, { name: "training", color: "#2563eb" }, { name: "test (this browser)", color: "#9333ea", dashed: true }] }),
-  duration: new LineChart($("chart-duration"), { title: "Iteration duration vs T", yLabel: "ms", series: [{ name: "iteration duration", color: "#ea580c" }, { name: "T", color: "#475569", dashed: true }] }),
-  rate: new LineChart($("chart-rate"), { title: "Throughput", yLabel: "examples / s", series: [{ name: "examples/s", color: "#0891b2" }] }),
+  loss: new LineChart($("chart-loss"), { title: "Loss", xLabel: "iteration", yLabel: "cross-entropy", series: [{ name: "training loss" }, { name: "test loss", dashed: true }] }),
+  accuracy: new LineChart($("chart-accuracy"), { title: "Accuracy", xLabel: "iteration", yLabel: "accuracy", yMin: 0, yMax: 1, series: [{ name: "test (master)", color: "#16a34a" }, { name: "training", color: "#2563eb" }, { name: "test (this browser)", color: "#9333ea", dashed: true }] }),
+  duration: new LineChart($("chart-duration"), { title: "Iteration duration vs T", xLabel: "iteration", yLabel: "ms", series: [{ name: "iteration duration", color: "#ea580c" }, { name: "T", color: "#475569", dashed: true }] }),
+  rate: new LineChart($("chart-rate"), { title: "Throughput", xLabel: "iteration", yLabel: "examples / s", series: [{ name: "examples/s", color: "#0891b2" }] }),
 };
 
 async function showChooser() {
@@ -92,11 +95,15 @@ function render() {
   $("f-rate").textContent = formatRate(latest.examples_per_s ?? 0);
   $("f-workers").textContent = formatCount((project.workers || []).filter((w) => w.role !== "tracker").length);
   fillForm();
+  showAbout();
   drawCharts();
   drawWorkers();
 }
 
 function drawCharts() {
+  const xLabel = $("x-axis").value === "time" ? "time (s)" : "iteration";
+  charts.loss.setXLabel(xLabel);
+  charts.accuracy.setXLabel(xLabel);
   const t0 = metrics[0]?.time ?? 0;
   const pick = (field) => metrics.filter((m) => m[field] != null).map((m) => [seriesX(m, t0), m[field]]);
   charts.loss.setData([pick("train_loss"), pick("test_loss")]);
@@ -132,7 +139,7 @@ function drawWorkers() {
         element("td", { class: "num", text: formatRate(w.examples_per_s) }),
         element("td", { class: "num", text: formatCount(w.accepted) }),
         element("td", { class: "num", text: formatCount(w.dropped) }))));
-  if (!workers.length) $("workers").tBodies[0].append(element("tr", {}, element("td", { colspan: 12, class: "muted", text: "No workers connected. Share the volunteer page, or run `mlitb worker`." })));
+  if (!workers.length) $("workers").tBodies[0].append(element("tr", {}, element("td", { colspan: 12, class: "muted", text: `No workers connected. Share the volunteer link, or run: ${$("worker-command").value}` })));
 }
 
 function fillForm() {
@@ -214,6 +221,39 @@ $("delete").addEventListener("click", async () => {
   }
 });
 $("x-axis").addEventListener("change", drawCharts);
+$("metrics-csv").addEventListener("click", () => downloadText(metricsCsv(metrics), `${projectId}-metrics.csv`));
+$("about").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const description = event.target.description.value.trim();
+  act(() => api.update(projectId, { description }), () => {
+    aboutFilled = false;
+    showMessage(message, description ? "Description saved: volunteers see it next to the project's name." : "Description removed.", "ok");
+  });
+});
+for (const button of document.querySelectorAll("button[data-copy]")) {
+  button.addEventListener("click", async () => {
+    const copied = await copyField($(button.dataset.copy));
+    showMessage($("copy-message"), copied ? "Copied." : "Select the text and copy it.", copied ? "ok" : "info");
+  });
+}
+
+// The researcher's text for volunteers: shown (as text, never HTML) and put in the form once.
+function showAbout() {
+  const text = project.description || "";
+  $("description-shown").textContent = text;
+  $("description-shown").classList.toggle("hidden", !text);
+  if (aboutFilled) return;
+  $("about").description.value = text;
+  aboutFilled = true;
+}
+
+// The link and command a researcher hands out, on the master's public URL when it has one.
+async function showShare() {
+  const config = await api.config().catch(() => ({}));
+  const origin = config.public_url || location.origin;
+  $("share-link").value = shareLink(origin, projectId);
+  $("worker-command").value = workerCommand(origin, projectId);
+}
 $("track").addEventListener("change", async (event) => {
   if (event.target.checked) {
     tracker = new Boss(project, { trainers: 0, track: true });
@@ -237,5 +277,6 @@ else {
   $("download").href = api.closureUrl(projectId);
   $("standalone").href = api.closurePageUrl(projectId);
   $("predict").href = `predict.html?project=${encodeURIComponent(projectId)}`;
+  showShare();
   poll().then(() => (pollTimer = setInterval(poll, 1000)));
 }

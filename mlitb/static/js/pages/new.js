@@ -1,5 +1,5 @@
 import { api, uploadDataset } from "../api.js";
-import { TEMPLATES, fitTemplate, layersToText } from "../templates.js";
+import { TEMPLATES, fitLayers, fitProblem, fitTemplate, layersToText, suggestedName } from "../templates.js";
 import { element, formatCount, showMessage } from "../format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,6 +10,8 @@ let datasets = [];
 let checkController = null;
 let checkTimer = 0;
 let layersValid = false;
+let fitsDataset = true;
+let autoName = ""; // the name this page suggested last; replaced on a new dataset unless the researcher typed one
 
 for (const [key, template] of Object.entries(TEMPLATES)) $("template").append(element("option", { value: key, text: template.label }));
 
@@ -33,8 +35,26 @@ function useTemplate() {
   const template = TEMPLATES[$("template").value];
   const dataset = datasetById($("dataset").value);
   layersField.value = layersToText(fitTemplate(template, dataset));
-  if (!form.name.value) form.name.value = dataset ? `${dataset.name} convnet` : "";
+  suggestName(dataset);
   scheduleCheck(0);
+}
+
+// A new dataset was chosen (or uploaded): the layers in the box, template or
+// hand-written, take its image shape and class count, and the name follows it.
+function refitToDataset() {
+  const dataset = datasetById($("dataset").value);
+  const { layers } = parseLayers();
+  if (dataset && layers?.length) layersField.value = layersToText(fitLayers(layers, dataset));
+  suggestName(dataset);
+  scheduleCheck(0);
+  updateCreate();
+}
+
+function suggestName(dataset) {
+  const current = form.name.value.trim();
+  if (current && current !== autoName) return; // the researcher's own name stays
+  autoName = suggestedName(TEMPLATES[$("template").value], dataset);
+  form.name.value = autoName;
 }
 
 function parseLayers() {
@@ -57,6 +77,7 @@ async function runCheck() {
   const { layers, error } = parseLayers();
   $("shapes").classList.add("hidden");
   layersValid = false;
+  fitsDataset = true;
   updateCreate();
   if (error) {
     showMessage(check, error, "error");
@@ -66,9 +87,11 @@ async function runCheck() {
   try {
     const result = await api.checkLayers(layers, checkController.signal);
     const dataset = datasetById($("dataset").value);
-    const mismatch = datasetMismatch(layers, result, dataset);
+    const mismatch = fitProblem(layers, dataset, result.layers?.at(-1)?.out_depth);
     layersValid = true;
-    showMessage(check, `${formatCount(result.param_count)} parameters.${mismatch ? ` Note: ${mismatch}` : ""}`, mismatch ? "info" : "ok");
+    fitsDataset = !mismatch;
+    showMessage(check, `${formatCount(result.param_count)} parameters.${mismatch ? ` The net does not fit the dataset: ${mismatch}. Choose the template again, or edit the layers.` : ""}`, mismatch ? "error" : "ok");
+    check.dataset.fits = fitsDataset;
     check.dataset.paramCount = result.param_count;
     $("shapes").tBodies[0].replaceChildren(...(result.layers || []).map((l, i) => element("tr", {}, element("td", { text: i }), element("td", { text: l.type }), element("td", { text: `${l.out_sy}×${l.out_sx}×${l.out_depth}` }))));
     $("shapes").classList.remove("hidden");
@@ -80,18 +103,9 @@ async function runCheck() {
   updateCreate();
 }
 
-function datasetMismatch(layers, result, dataset) {
-  if (!dataset?.shape) return "";
-  const input = layers[0] || {};
-  const [h, w, c] = dataset.shape;
-  if (input.out_sy !== h || input.out_sx !== w || input.out_depth !== c) return `the dataset's images are ${h}×${w}×${c} but the input layer is ${input.out_sy}×${input.out_sx}×${input.out_depth}.`;
-  const out = result.layers?.at(-1);
-  if (out && dataset.classes && out.out_depth !== dataset.classes.length) return `the dataset has ${dataset.classes.length} classes but the model outputs ${out.out_depth}.`;
-  return "";
-}
-
 function updateCreate() {
-  const missing = [!form.name.value.trim() && "a name", !$("dataset").value && "a dataset", !layersValid && "valid layers"].filter(Boolean);
+  const missing = [!form.name.value.trim() && "a name", !$("dataset").value && "a dataset", !layersValid && "valid layers",
+    layersValid && !fitsDataset && "a net that fits the dataset"].filter(Boolean);
   $("create").disabled = missing.length > 0;
   $("create-hint").textContent = missing.length ? `Needs ${missing.join(", ")}.` : "";
 }
@@ -121,6 +135,8 @@ async function create(event) {
   try {
     const project = await api.createProject({
       name: form.name.value.trim(),
+      description: form.description.value.trim(),
+      status: $("start-now").checked ? "running" : "paused",
       dataset: $("dataset").value,
       layers,
       iteration_ms: Number(form.iteration_ms.value),
@@ -155,7 +171,8 @@ async function upload() {
     const dataset = manifest;
     showMessage(message, `Dataset ${dataset.name} is ready: ${formatCount(dataset.count ?? 0)} images in ${dataset.classes?.length ?? "?"} classes.`, "ok");
     await loadDatasets(dataset.id);
-    useTemplateIfEmpty();
+    if (layersField.value.trim()) refitToDataset();
+    else useTemplate();
   } catch (error) {
     bar.style.width = "0%";
     showMessage(message, `Refused: ${error.message}`, "error");
@@ -186,10 +203,7 @@ async function fromClosure() {
 
 layersField.addEventListener("input", () => scheduleCheck());
 form.name.addEventListener("input", updateCreate);
-$("dataset").addEventListener("change", () => {
-  scheduleCheck(0);
-  updateCreate();
-});
+$("dataset").addEventListener("change", refitToDataset);
 $("use-template").addEventListener("click", useTemplate);
 form.optimizer.addEventListener("change", showOptimizerFields);
 form.addEventListener("submit", create);

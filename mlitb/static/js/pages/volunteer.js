@@ -1,6 +1,9 @@
 import { api } from "../api.js";
 import { Boss, defaultTrainerCount } from "../boss.js";
 import { element, formatBytes, formatCount, formatPercent, formatRate, showMessage, datasetName } from "../format.js";
+import { cacheUsage, clearShardCache } from "../shard-cache.js";
+import { capTrainers, deviceStatement, downloadBytes } from "../volunteer-info.js";
+import { Tally } from "../volunteer-tally.js";
 
 const $ = (id) => document.getElementById(id);
 const list = $("projects");
@@ -12,8 +15,14 @@ let boss = null;
 let accepted = new Map();
 let pollTimer = 0;
 let drawQueued = false;
+let shownProjects = [];
+let idleCache = { shards: 0, bytes: 0 };
+const manifests = new Map(); // dataset id -> manifest promise
+const tally = new Tally(localStorage);
+const cores = navigator.hardwareConcurrency || 1;
 
-trainersInput.value = defaultTrainerCount();
+trainersInput.max = cores;
+trainersInput.value = capTrainers(defaultTrainerCount(), cores).count;
 
 function selectedProject() {
   return list.querySelector("input[name=project]:checked")?.value || null;
@@ -31,6 +40,7 @@ async function loadProjects() {
       delete message.dataset.source;
     }
     list.replaceChildren();
+    shownProjects = shown;
     if (!shown.length) {
       list.append(element("li", { class: "muted", text: "No projects yet. A researcher creates one on the New project page." }));
       return;
@@ -44,6 +54,7 @@ async function loadProjects() {
             element("input", { type: "radio", name: "project", value: project.id, checked: project.id === chosen.id, disabled: Boolean(boss) }),
             element("div", {},
               element("div", { class: "name", text: project.name || project.id }),
+              project.description ? element("div", { class: "about", text: project.description }) : null,
               element("div", { class: "meta", text: [datasetName(project.dataset), `iteration ${formatCount(project.iteration ?? 0)}`, accuracy != null ? `test accuracy ${formatPercent(accuracy)}` : null].filter(Boolean).join(" · ") })),
             element("span", { class: "spacer" }),
             element("span", { class: `badge ${project.status}`, text: project.status }))));
@@ -51,6 +62,7 @@ async function loadProjects() {
     button.disabled = false;
     if (!performance.getEntriesByName("mlitb:interactive").length) performance.mark("mlitb:interactive");
     updateDashboardLink();
+    describeCost();
   } catch (error) {
     if (boss) return; // the trainers' reconnecting state says it already
     showMessage(message, `Could not load the projects: ${error.message}`);
@@ -72,13 +84,15 @@ async function contribute() {
   button.disabled = true;
   try {
     const project = await api.project(id);
-    boss = new Boss(project, { trainers: Number(trainersInput.value) || 1, predict: predictInput.checked });
+    boss = new Boss(project, { trainers: capTrainersInput(), predict: predictInput.checked });
+    tally.endSession();
     boss.addEventListener("change", queueDraw);
     await boss.start();
     button.textContent = "Stop";
     button.classList.add("danger");
     list.querySelectorAll("input").forEach((input) => (input.disabled = true));
     pollTimer = setInterval(pollAccepted, 2000);
+    $("clear-cache").disabled = true;
   } catch (error) {
     boss?.stop();
     boss = null;
@@ -89,7 +103,11 @@ async function contribute() {
 }
 
 function stop() {
+  if (boss) tally.update(sessionFigures(boss.figures()));
+  tally.endSession();
   boss?.stop();
+  $("clear-cache").disabled = false;
+  refreshCacheUsage();
   clearInterval(pollTimer);
   button.textContent = "Contribute";
   button.classList.remove("danger");
@@ -120,8 +138,7 @@ function draw() {
   drawQueued = false;
   const figures = boss ? boss.figures() : { ...(lastFigures || {}), state: "stopped", examplesPerS: 0, trainers: [] };
   lastFigures = figures;
-  // results accepted over every connection this trainer had (a new one after each reconnect)
-  const acceptedFor = (t) => (t.clientIds || []).reduce((n, id) => n + (accepted.get(id) || 0), 0);
+  const totals = boss ? tally.update(sessionFigures(figures)) : tally.update({});
   $("state").textContent = figures.state === "reconnecting" ? "reconnecting…" : figures.state;
   $("state").className = `badge ${figures.state.split(" ")[0]}`;
   $("state").dataset.state = figures.state;
@@ -129,17 +146,18 @@ function draw() {
   drawConnectionLine(figures);
   $("examples-per-s").textContent = formatRate(figures.examplesPerS);
   $("shards-cached").textContent = formatCount(figures.shardsCached ?? 0);
-  $("cache-size").textContent = formatBytes(figures.download?.cacheBytes ?? 0);
-  $("cache-size").dataset.bytes = figures.download?.cacheBytes ?? 0;
-  $("iterations").textContent = formatCount(figures.iterations ?? 0);
-  $("examples").textContent = formatCount(figures.examples ?? 0);
+  const cacheBytes = boss ? figures.download?.cacheBytes ?? 0 : idleCache.bytes;
+  $("cache-size").textContent = formatBytes(cacheBytes);
+  $("cache-size").dataset.bytes = cacheBytes;
+  $("iterations").textContent = formatCount(totals.iterations);
+  $("examples").textContent = formatCount(totals.examples);
+  $("accepted").textContent = formatCount(totals.accepted);
+  Object.assign($("device").dataset, totals);
   const data = figures.download;
   if (data) {
-    $("data-line").textContent = `Data: ${formatCount(data.fromCache)} shard${data.fromCache === 1 ? "" : "s"} from this browser's cache, ${formatCount(data.downloaded)} downloaded (${formatBytes(data.bytes)})${data.downloading > 0 ? `, ${data.downloading} downloading` : ""}.`;
+    $("data-line").textContent = `Data: ${formatCount(data.fromCache)} shard${data.fromCache === 1 ? "" : "s"} from this browser's cache, ${formatCount(data.downloaded)} downloaded (${formatBytes(data.bytes)} unpacked)${data.downloading > 0 ? `, ${data.downloading} downloading` : ""}.`;
     Object.assign($("data-line").dataset, { fromCache: data.fromCache, downloaded: data.downloaded, downloading: data.downloading });
   }
-  const totalAccepted = (figures.trainers || []).reduce((n, t) => n + acceptedFor(t), 0);
-  if (boss) $("accepted").textContent = formatCount(totalAccepted);
   $("trainer-table").tBodies[0].replaceChildren(
     ...(figures.trainers || []).map((t) =>
       element("tr", { "data-client": t.clientId || "" },
@@ -170,9 +188,74 @@ function drawConnectionLine(figures) {
   node.dataset.dataError = Boolean(dataError && boss);
 }
 
-list.addEventListener("change", updateDashboardLink);
+// results accepted over every connection this trainer had (a new one after each reconnect)
+function acceptedFor(trainer) {
+  return (trainer.clientIds || []).reduce((n, id) => n + (accepted.get(id) || 0), 0);
+}
+
+// This session's figures, which the tally adds to what earlier visits contributed.
+function sessionFigures(figures) {
+  const trainers = figures.trainers || [];
+  return { iterations: figures.iterations ?? 0, examples: figures.examples ?? 0, accepted: trainers.reduce((n, t) => n + acceptedFor(t), 0) };
+}
+
+// The trainer count asked for, capped at this device's cores, with a note when capped.
+function capTrainersInput() {
+  const { count, note } = capTrainers(trainersInput.value, cores);
+  trainersInput.value = count;
+  $("trainers-note").textContent = note;
+  $("trainers-note").classList.toggle("hidden", !note);
+  return count;
+}
+
+// Before the button: how much the selected project downloads and what the device will do.
+async function describeCost() {
+  const project = shownProjects.find((p) => p.id === selectedProject());
+  const node = $("cost");
+  if (!project) {
+    node.textContent = "";
+    return;
+  }
+  const datasetId = typeof project.dataset === "string" ? project.dataset : project.dataset?.id;
+  if (!manifests.has(datasetId)) manifests.set(datasetId, api.dataset(datasetId).catch(() => null));
+  const { bytes, shards } = downloadBytes(await manifests.get(datasetId));
+  if (project.id !== selectedProject()) return; // another project was chosen meanwhile
+  node.textContent = deviceStatement({ bytes, shards, trainers: Number(trainersInput.value) || 1, cores, formatBytes });
+  Object.assign(node.dataset, { bytes, shards, project: project.id });
+}
+
+async function refreshCacheUsage() {
+  idleCache = await cacheUsage();
+  queueDraw();
+}
+
+async function clearCache() {
+  if (boss) return;
+  $("clear-cache").disabled = true;
+  try {
+    await clearShardCache();
+    $("cache-message").textContent = "Cleared: the next contribution downloads its data again.";
+  } catch (error) {
+    $("cache-message").textContent = `Could not clear the cache: ${error.message}`;
+  } finally {
+    $("clear-cache").disabled = false;
+    await refreshCacheUsage();
+    $("cache-message").dataset.cleared = idleCache.shards === 0;
+  }
+}
+
+list.addEventListener("change", () => {
+  updateDashboardLink();
+  describeCost();
+});
 button.addEventListener("click", () => (boss ? stop() : contribute()));
-trainersInput.addEventListener("change", () => boss?.setTrainerCount(Number(trainersInput.value) || 1));
+trainersInput.addEventListener("change", () => {
+  const count = capTrainersInput();
+  boss?.setTrainerCount(count);
+  describeCost();
+});
+$("clear-cache").addEventListener("click", clearCache);
+refreshCacheUsage();
 loadProjects();
 setInterval(loadProjects, 5000);
 draw();
