@@ -197,6 +197,7 @@ async def test_answers_in_shuffled_order_from_two_workers_are_reassembled_by_key
     assert workers == {a.welcome["client_id"], b.welcome["client_id"]}
     assert any(len(keys) == 2 for keys in sent_orders)  # some chunks really came back out of order
     assert len(answer["chunks"]) >= 8
+    assert system.runtime(project).predictions.counters.checks_passed >= 10  # each worker's first five
 
 
 async def test_a_chunk_whose_worker_dies_mid_batch_goes_to_a_real_worker(system, tmp_path: Path):
@@ -250,6 +251,28 @@ async def test_bad_answers_are_refused_and_their_chunk_is_computed_elsewhere(sys
     assert system.runtime(project).predictions.counters.refused == 3
     assert await system.metric("mlitb_predict_refused_total", f'project="{project}"') == 3
     assert await system.metric("mlitb_predict_fallback_chunks_total", f'project="{project}"') == 1
+
+
+async def test_a_plausible_but_wrong_answer_fails_its_spot_check_and_excludes_the_worker(system):
+    project = (await system.create_project(status="paused"))["id"]
+    batch = pixels(30, seed=8)
+    async with predictor(system, project) as liar:
+        await wait_predictors(system, project, 1)
+        request = asyncio.create_task(post(system, project, batch))
+        chunk = await liar.expect("predict")
+        uniform = np.full((chunk["count"], 10), 0.1, np.float32)  # finite probabilities, sums of 1: only wrong
+        await liar.ws.send(prediction_frame(chunk["key"], uniform, 5.0))
+        error = await liar.expect("error")
+        response = await request
+    assert (error["code"], error["fatal"]) == ("untrusted", True)
+    assert "master's recomputation" in error["message"]
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected, iteration = await closure_probabilities(system, project, batch)
+    assert_same(answer, expected, iteration)
+    assert [c["worker"] for c in answer["chunks"]] == ["master"]
+    counters = system.runtime(project).predictions.counters
+    assert (counters.checks_failed, counters.checks_passed) == (1, 0)
 
 
 async def test_a_training_python_worker_also_answers_predictions(system, tmp_path: Path):

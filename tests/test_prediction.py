@@ -75,6 +75,17 @@ def test_a_missed_deadline_or_a_refused_answer_resends_and_max_tries_falls_back(
     assert s.assign(now=1002) == []  # one fallback chunk at a time
 
 
+def test_a_held_chunk_has_no_deadline_until_accepted_or_refused():
+    s = Scheduler(ChunkPolicy(initial_chunk=10, slots=1, deadline_floor_ms=100))
+    s.add_worker("a")
+    request = s.add_request("r", 10)
+    (chunk,) = s.assign(now=0)
+    assert s.hold("a", chunk.key) and not s.hold("b", chunk.key)
+    assert s.expire(now=10**9) == [] and s.next_deadline() is None
+    s.accept("a", chunk.key, answer(chunk), 5, now=1)
+    assert request.complete
+
+
 def test_without_workers_everything_goes_to_the_fallback_one_chunk_at_a_time():
     s = Scheduler(ChunkPolicy(fallback_chunk=100))
     request = s.add_request("r", 250)

@@ -8,6 +8,13 @@ method but `predict` is synchronous and called on the event loop by the
 project's runtime (its only writer); `predict` is the HTTP handler's
 coroutine: it waits for its answers and, at chunk deadlines, sends lost
 chunks again.
+
+Answers are spot-checked like training results (trust.py's adaptive
+sampling: every one of a new connection's first answers, then a decaying
+fraction down to a floor): a sampled chunk is recomputed in the master's
+prediction process before it is accepted; an answer that differs by more
+than `CHECK_TOLERANCE` is refused, its chunk sent elsewhere, and the worker
+closed with a fatal `untrusted` error.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -25,10 +33,13 @@ import numpy as np
 from mlitb.master.connection import Connection
 from mlitb.master.predict_process import PredictProcess
 from mlitb.master.prediction import FALLBACK, Chunk, ChunkPolicy, Scheduler
-from mlitb.protocol import Prediction, ProtocolError, predict_frame
+from mlitb.master.trust import TrustRecord, TrustSettings, should_check
+from mlitb.protocol import Prediction, ProtocolError, error_frame, predict_frame
 from mlitb.tasks import log_crash
 
 log = logging.getLogger("mlitb.master.predict")
+
+CHECK_TOLERANCE = 1e-4  # probabilities; engines agree within ~1e-6 (bench/verify_tolerance.py measures gradients)
 
 
 class PredictionFailed(Exception):
@@ -69,6 +80,8 @@ class PredictCounters:
     refused: int = 0  # answers refused (wrong size, non-finite, not probabilities)
     ignored: int = 0  # answers for chunks no longer outstanding (late after a reassignment)
     fallback_chunks: int = 0
+    checks_passed: int = 0  # answers recomputed by the master and found equal
+    checks_failed: int = 0  # ... and found different: the worker was closed as untrusted
 
 
 def _now_ms() -> float:
@@ -78,8 +91,11 @@ def _now_ms() -> float:
 class PredictService:
     """One project's prediction work; workers join and leave through the runtime."""
 
-    def __init__(self, policy: ChunkPolicy) -> None:
+    def __init__(self, policy: ChunkPolicy, trust: TrustSettings = TrustSettings()) -> None:
         self.scheduler = Scheduler(policy)
+        self.trust = trust
+        self._records: dict[str, TrustRecord] = {}
+        self._rng = random.Random()
         self.counters = PredictCounters()
         self._conns: dict[str, Connection] = {}
         self._params_sent: dict[str, int] = {}  # worker -> iteration of the params its connection holds
@@ -94,6 +110,7 @@ class PredictService:
 
     def add_worker(self, conn: Connection, images_per_s: float | None = None) -> None:
         self._conns[conn.id] = conn
+        self._records[conn.id] = TrustRecord(conn.id)
         self.scheduler.add_worker(conn.id, images_per_s)
         self._pump()
 
@@ -101,6 +118,7 @@ class PredictService:
         if self._conns.pop(worker_id, None) is None:
             return
         self._params_sent.pop(worker_id, None)
+        self._records.pop(worker_id, None)
         self.counters.reassigned += len(self.scheduler.remove_worker(worker_id))
         self._pump()
 
@@ -114,12 +132,22 @@ class PredictService:
         if problem is None and prediction.probabilities.shape[0] != expected:
             problem = ProtocolError("bad_size", f"'probabilities' holds {prediction.probabilities.shape[0]} rows; "
                                                 f"chunk {prediction.key} has {expected} images")
+        record = self._records[conn.id]
+        record.received()
         if problem is not None:
+            record.refuse(problem.code)
             self.scheduler.refuse(conn.id, prediction.key)
             self.counters.refused += 1
             self.counters.reassigned += 1
             self._pump()
             raise problem
+        chunk = self.scheduler.chunks[prediction.key]
+        job = self._jobs.get(chunk.request)
+        if job is not None and should_check(record, self._rng, self.trust):
+            self.scheduler.hold(conn.id, prediction.key)
+            self._spawn(self._check(conn, prediction, chunk.start, chunk.stop, job))
+            return
+        record.accept()
         self._accepted(conn.id, prediction.key, prediction.probabilities, prediction.compute_ms)
 
     def close(self) -> None:
@@ -182,15 +210,45 @@ class PredictService:
             self.counters.chunks += 1
             if chunk.worker == FALLBACK:
                 self.counters.fallback_chunks += 1
-                task = asyncio.create_task(self._run_fallback(chunk, job))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                task.add_done_callback(log_crash(log))
+                self._spawn(self._run_fallback(chunk, job))
                 continue
             pixels = job.pixels[chunk.start:chunk.stop]
             params = None if self._params_sent.get(chunk.worker) == job.iteration else job.params
             self._params_sent[chunk.worker] = job.iteration
             self._conns[chunk.worker].send(predict_frame(chunk.key, job.iteration, pixels, params))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_crash(log))
+
+    async def _check(self, conn: Connection, prediction: Prediction, start: int, stop: int, job: _Job) -> None:
+        """Recompute a sampled answer in the master's process; accept it, or refuse it and exclude its worker."""
+        try:
+            expected = await job.process.predict(job.layers, job.params, job.pixels[start:stop], job.normalization)
+        except Exception as exc:  # the check could not run: the answer is taken on trust, as unsampled ones are
+            log.error("a prediction spot check failed to run", exc_info=exc)
+            expected = None
+        record = self._records.get(conn.id)
+        if self.scheduler.expected_count(conn.id, prediction.key) is None or record is None:
+            return  # its request is gone, or the worker left (its chunk was sent elsewhere)
+        difference = 0.0 if expected is None else float(np.abs(expected - prediction.probabilities).max())
+        if difference <= CHECK_TOLERANCE:
+            record.check_passed()
+            self.counters.checks_passed += expected is not None
+            self._accepted(conn.id, prediction.key, prediction.probabilities, prediction.compute_ms)
+            return
+        why = (f"chunk {prediction.key}: probabilities differ by up to {difference:.3g} from the master's "
+               f"recomputation (tolerance {CHECK_TOLERANCE:g})")
+        record.check_failed(why)
+        self.counters.checks_failed += 1
+        log.warning("prediction worker %s excluded: %s", conn.id, why)
+        self.scheduler.refuse(conn.id, prediction.key)
+        self.counters.refused += 1
+        self.counters.reassigned += 1
+        conn.close(error_frame("untrusted", f"{why}; this connection is excluded", fatal=True))
+        self.remove_worker(conn.id)  # its other chunks go elsewhere now; leave() later finds it gone
 
     async def _run_fallback(self, chunk: Chunk, job: _Job) -> None:
         started = _now_ms()

@@ -205,6 +205,15 @@ class Scheduler:
             return None
         return self._requeue(key)
 
+    def hold(self, worker_id: str, key: str) -> bool:
+        """An answer is being spot-checked: its chunk stays outstanding, without a deadline, until accepted
+        or refused. False if `key` is not outstanding for `worker_id`."""
+        chunk = self.chunks.get(key)
+        if chunk is None or chunk.worker != worker_id:
+            return False
+        chunk.deadline = math.inf
+        return True
+
     def expire(self, now: float) -> list[Chunk]:
         """Chunks past their deadline go back to their requests."""
         return [self._requeue(key) for key, c in list(self.chunks.items()) if c.deadline <= now]

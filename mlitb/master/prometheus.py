@@ -16,6 +16,8 @@ PREDICTION_COUNTERS = {  # predict_service.PredictCounters
     "refused": "Prediction answers refused (wrong size, not finite, not probabilities).",
     "ignored": "Prediction answers for chunks no longer outstanding.",
     "fallback_chunks": "Prediction chunks computed in the master's process (no worker could take them).",
+    "checks_passed": "Prediction answers recomputed by the master (spot checks) and found equal.",
+    "checks_failed": "Prediction answers found different by a spot check: their worker was excluded.",
 }
 
 

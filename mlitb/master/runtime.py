@@ -24,6 +24,7 @@ from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
 from mlitb.master.predict_service import PredictService
 from mlitb.master.settings import Settings
+from mlitb.master.trust import TrustSettings
 from mlitb.model import Net
 from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec
 from mlitb.protocol import (
@@ -156,7 +157,8 @@ class ProjectRuntime:
         self.workers: dict[str, Worker] = {}
         self.trackers: dict[str, Connection] = {}
         self.predictors: dict[str, Connection] = {}  # role `predictor`: prediction work only
-        self.predictions = PredictService(settings.chunk_policy())
+        self.predictions = PredictService(settings.chunk_policy(), TrustSettings(
+            check_first=settings.predict_check_first, check_floor=settings.predict_check_floor))
         self.allocation = alloc.Allocation()
         alloc.add_shards(self.allocation, {ref.id: ref.count for ref in manifest.train.shards})
         self.registered_revision = manifest.revision

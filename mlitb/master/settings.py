@@ -71,6 +71,10 @@ class Settings:
     predict_slots: int = 3
     predict_chunk_timeout_ms: float = 5000.0  # a chunk's deadline floor (at least 2 iterations of its project)
     predict_split: bool = True  # False: each request whole to one worker (the hot-spot baseline, for bench/)
+    # Spot checks of prediction answers (trust.py's sampling): every one of a connection's first N answers
+    # is recomputed by the master before it is accepted, then a fraction decaying to the floor.
+    predict_check_first: int = 5
+    predict_check_floor: float = 0.05
 
     def chunk_policy(self) -> ChunkPolicy:
         return ChunkPolicy(target_ms=self.predict_chunk_ms, slots=self.predict_slots,
