@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlitb.closure import Normalization
 from mlitb.data.catalog import ensure_shipped_datasets, get_shard
 from mlitb.data.shards import decode_shard
 from mlitb.master.aggregation import (
@@ -34,7 +35,7 @@ from mlitb.model import Net
 from mlitb.model.zoo import MNIST_CONVNET, MNIST_SOFTMAX
 from mlitb.optim import make_optimizer, optimizer_defaults
 from mlitb.store import FileStore
-from mlitb.worker.compute import Examples, Normalization, gather, recompute
+from mlitb.worker.compute import WorkExamples, gather, recompute
 
 RULES = ("mean", "centered_clip", "trimmed_mean")
 NETS = {"softmax": MNIST_SOFTMAX, "convnet": MNIST_CONVNET}
@@ -53,8 +54,8 @@ def load() -> tuple[list, list]:
     return asyncio.run(run())
 
 
-def relabel(examples: Examples, binary: bool) -> Examples:
-    return Examples(examples.pixels, (examples.labels >= 5).astype(np.int64) if binary else examples.labels,
+def relabel(examples: WorkExamples, binary: bool) -> WorkExamples:
+    return WorkExamples(examples.pixels, (examples.labels >= 5).astype(np.int64) if binary else examples.labels,
                     examples.counts)
 
 
@@ -62,7 +63,7 @@ def with_classes(layers: list, classes: int) -> list:
     return [*layers[:-1], {**layers[-1], "num_classes": classes}]
 
 
-def train(layers: list, clients: list[Examples], test: Examples, rule: str, iterations: int, batch: int) -> float:
+def train(layers: list, clients: list[WorkExamples], test: WorkExamples, rule: str, iterations: int, batch: int) -> float:
     net = Net(layers)
     params = net.init_params(1)
     optimizer = make_optimizer("adagrad", optimizer_defaults("adagrad"), net.layout)

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mlitb.closure import Normalization
 from mlitb.data.catalog import ensure_shipped_datasets, get_shard
 from mlitb.data.shards import decode_shard
 from mlitb.model import Net
 from mlitb.model.zoo import MNIST_CONVNET
 from mlitb.store import FileStore
 from mlitb.work_order import batch_seeds, example_order
-from mlitb.worker.compute import Normalization, gather, recompute
+from mlitb.worker.compute import gather, recompute
 
 DROPOUT_NET = [
     {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},

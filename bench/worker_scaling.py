@@ -19,18 +19,19 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from mlitb.closure import Normalization
 from mlitb.model import Net  # noqa: E402
 from mlitb.model.zoo import MNIST_CONVNET  # noqa: E402
-from mlitb.worker.compute import Examples, Normalization, compute  # noqa: E402
+from mlitb.worker.compute import WorkExamples, compute  # noqa: E402
 
 BUDGET_MS = 3000
 
 
 def trainer_rate(results: multiprocessing.Queue | list | None = None) -> float:
-    """Examples/s of one trainer computing for BUDGET_MS on random digits."""
+    """WorkExamples/s of one trainer computing for BUDGET_MS on random digits."""
     net = Net(MNIST_CONVNET)
     rng = np.random.default_rng(0)
-    examples = Examples(rng.integers(0, 256, (2000, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 2000))
+    examples = WorkExamples(rng.integers(0, 256, (2000, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 2000))
     result = compute(net.gradient, net.init_params(1), examples, BUDGET_MS, Normalization(), rng=rng)
     rate = result.count / (result.compute_ms / 1000)
     if isinstance(results, list):

@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--token", help="admin token, for a project that requires it (default $MLITB_ADMIN_TOKEN)")
     predict.set_defaults(run="mlitb.predict:run")
 
+    conformance = commands.add_parser(
+        "conformance", help="check that a worker computes what the master's engine computes (for worker authors)")
+    conformance.add_argument("--master", required=True, metavar="URL", help="the master the worker is connected to")
+    conformance.add_argument("--project", required=True, metavar="ID", help="the project the worker trains")
+    conformance.add_argument("--worker", metavar="CLIENT_ID", help="the worker's client id (default: any trainer)")
+    conformance.add_argument("--results", type=int, default=3, help="how many results to recompute (default 3)")
+    conformance.add_argument("--timeout", type=float, default=120.0, metavar="S", help="give up after S seconds")
+    conformance.add_argument("--token", help="the admin token (default: MLITB_ADMIN_TOKEN)")
+    conformance.set_defaults(run="mlitb.conformance:run")
+
     export = commands.add_parser("export", help="convert a research closure to another format")
     export.add_argument("closure", help="closure JSON file")
     export.add_argument("--format", choices=("convnetjs",), default="convnetjs")

@@ -18,7 +18,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from mlitb.master.ws_protocol import LimitedWebSocketProtocol
+from mlitb.ws_protocol import LimitedWebSocketProtocol
 
 _TIMEOUT_BODY = b'{"error": "the request headers did not arrive in time (MLITB_HTTP_READ_TIMEOUT_S)"}'
 TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"

@@ -9,7 +9,6 @@ touches the model. docs/protocol.md is the reference for every field.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import msgpack
 import numpy as np
 
 from mlitb.norms import norm
+from mlitb.validate import FieldError, require_bool, require_int, require_number
 from mlitb.work_order import check_batches
 
 PROTOCOL_VERSION = 1
@@ -139,6 +139,14 @@ def parse_client_frame(
 ) -> ClientMessage:
     """Validate a client frame completely; `param_count` is None before welcome."""
     message = decode(frame, max_bytes)
+    try:
+        return _parse(message, param_count, max_grad_norm_per_example, num_classes)
+    except FieldError as exc:
+        raise ProtocolError("bad_field", f"'{exc.field}' {exc.message}") from None
+
+
+def _parse(message: dict[str, Any], param_count: int | None, max_grad_norm_per_example: float,
+           num_classes: int | None) -> ClientMessage:
     kind = message["type"]
     if kind == "hello":
         return _parse_hello(message)
@@ -149,7 +157,7 @@ def parse_client_frame(
             raise ProtocolError("unexpected", "send 'hello' and wait for 'welcome' before results")
         return _parse_result(message, param_count, max_grad_norm_per_example)
     if kind == "state":
-        return State(_bool(message, "hidden"))
+        return State(require_bool(message.get("hidden"), "hidden"))
     if kind == "prediction":
         if num_classes is None:
             raise ProtocolError("unexpected", "send 'hello' and wait for 'welcome' before predictions")
@@ -189,13 +197,13 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
 
 
 def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) -> Result:
-    iteration = _int(message, "iteration", minimum=0)
-    count = _int(message, "count", minimum=1)
-    correct = _int(message, "correct", minimum=0)
+    iteration = require_int(message.get("iteration"), "iteration", low=0)
+    count = require_int(message.get("count"), "count", low=1)
+    correct = require_int(message.get("correct"), "correct", low=0)
     if correct > count:
         raise ProtocolError("bad_field", f"'correct' ({correct}) cannot exceed 'count' ({count})")
-    loss_sum = _number(message, "loss_sum")
-    compute_ms = _number(message, "compute_ms")
+    loss_sum = require_number(message.get("loss_sum"), "loss_sum")
+    compute_ms = require_number(message.get("compute_ms"), "compute_ms")
     if loss_sum < 0 or compute_ms < 0:
         raise ProtocolError("bad_field", "'loss_sum' and 'compute_ms' must be non-negative")
     batches = message.get("batches", [count])
@@ -221,7 +229,7 @@ def _parse_prediction(message: dict[str, Any], num_classes: int) -> Prediction:
     key = message.get("key")
     if not _short_text(key):
         raise ProtocolError("bad_field", f"'key' must be the key string of a predict frame, got {key!r}")
-    compute_ms = _number(message, "compute_ms")
+    compute_ms = require_number(message.get("compute_ms"), "compute_ms")
     if compute_ms < 0:
         raise ProtocolError("bad_field", "'compute_ms' must be non-negative")
     probs = f32_array(message.get("probabilities"), None, "probabilities")
@@ -243,27 +251,6 @@ def _probability_problem(rows: np.ndarray) -> ProtocolError | None:
         return ProtocolError("bad_values", f"each row of 'probabilities' must sum to 1 (±{PROBABILITY_TOLERANCE:g}); "
                              f"row {worst} sums to {float(sums[worst]):.6g}")
     return None
-
-
-def _int(message: dict[str, Any], name: str, minimum: int) -> int:
-    value = message.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ProtocolError("bad_field", f"'{name}' must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _number(message: dict[str, Any], name: str) -> float:
-    value = message.get(name)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise ProtocolError("bad_field", f"'{name}' must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _bool(message: dict[str, Any], name: str) -> bool:
-    value = message.get(name)
-    if not isinstance(value, bool):
-        raise ProtocolError("bad_field", f"'{name}' must be true or false, got {value!r}")
-    return value
 
 
 def _shard_ids(message: dict[str, Any], name: str) -> tuple[str, ...]:
@@ -305,9 +292,9 @@ def error_frame(code: str, message: str, fatal: bool = False) -> bytes:
     return encode({"type": "error", "code": code, "message": message, "fatal": fatal})
 
 
-def params_frame(iteration: int, params: np.ndarray) -> bytes:
-    """The parameters, encoded once per iteration and sent as the same bytes to everyone."""
-    return encode({"type": "params", "iteration": iteration, "params": f32_bytes(params)})
+def params_frame(iteration: int, params: np.ndarray | bytes) -> bytes:
+    """The parameters (an array, or its float32 bytes), encoded once per iteration and sent to everyone."""
+    return encode({"type": "params", "iteration": iteration, "params": params if isinstance(params, bytes) else f32_bytes(params)})
 
 
 def work_frame(iteration: int, budget_ms: int, shards: list[str], seed: int = 0) -> bytes:

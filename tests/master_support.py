@@ -17,15 +17,17 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from mlitb.closure import Normalization
 from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets
-from mlitb.data.shards import decode_shard
+from mlitb.data.shards import Shard, decode_shard
 from mlitb.master.app import create_master_app
 from mlitb.master.settings import Settings
 from mlitb.model import Net
 from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.protocol import encode, result_frame
 from mlitb.store import FileStore
+from mlitb.worker.compute import gather, recompute
 from tests.helpers import ADMIN, TOKEN, free_port, serve_app
 
 TINY_LAYERS = MNIST_SOFTMAX  # 7,850 parameters, a gradient in milliseconds
@@ -106,7 +108,7 @@ class Trainer:
         self.welcome: dict[str, Any] = {}
         self.assigned: list[dict[str, Any]] = []
         self.params: dict[int, np.ndarray] = {}
-        self.shards: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.shards: dict[str, Shard] = {}
         self.errors: list[dict[str, Any]] = []
         self.idle: list[str] = []
 
@@ -149,18 +151,18 @@ class Trainer:
         async with httpx.AsyncClient(timeout=30) as http:
             for ref in self.assigned[:limit]:
                 blob = (await http.get(f"{dataset['url']}/datasets/{dataset['id']}/shards/{ref['id']}")).content
-                shard = decode_shard(blob)
-                norm = self.welcome["project"]["normalization"]
-                self.shards[ref["id"]] = (shard.pixels.astype(np.float32) * norm["scale"] + norm["offset"], shard.labels)
+                self.shards[ref["id"]] = decode_shard(blob)
         await self.send({"type": "cached", "shards": sorted(self.shards)})
 
     def compute(self, work: dict[str, Any], examples: int = 64) -> bytes:
-        """A real result for `work`: the numpy engine on the first examples of its shards."""
+        """A real result for `work`: the numpy engine on the first examples of its seeded order, in one batch."""
         net = Net(self.welcome["project"]["layers"])
-        shard_id = next(s for s in work["shards"] if s in self.shards)
-        x, labels = self.shards[shard_id]
-        g = net.gradient(self.params[work["iteration"]], x[:examples], labels[:examples])
-        return result_frame(work["iteration"], g.grad_sum, g.count, g.loss_sum, g.correct, compute_ms=5.0)
+        held = gather([self.shards[s] for s in work["shards"]])
+        norm = self.welcome["project"]["normalization"]
+        done = recompute(net.gradient, self.params[work["iteration"]], held, Normalization(norm["scale"], norm["offset"]),
+                         work["seed"], [min(examples, held.count)])
+        return result_frame(work["iteration"], done.grad_sum, done.count, done.loss_sum, done.correct, compute_ms=5.0,
+                            batches=done.batches)
 
     async def barrier(self) -> None:
         """Return once the master has handled every frame sent before (it answers frames in order)."""

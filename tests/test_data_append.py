@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mlitb.data.app import create_data_app
+from tests.data_support import LIMITS, download_split, trace, upload
 from tests.datazips import (
     image_zip,
     make_zip,
@@ -15,8 +16,7 @@ from tests.datazips import (
     sorted_examples,
     symlink_zip,
 )
-from tests.helpers import serve_app
-from tests.test_data_app import ADMIN, LIMITS, TOKEN, download_split, trace, upload
+from tests.helpers import ADMIN, TOKEN, serve_app
 
 GREY = png(np.zeros((5, 6), np.uint8))
 

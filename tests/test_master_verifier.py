@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlitb.closure import Normalization
 from mlitb.data.catalog import get_shard, list_datasets
 from mlitb.data.shards import decode_shard
 from mlitb.master.verification import Claim, VerifySettings, Work
 from mlitb.master.verifier import Verifier
 from mlitb.model import Net
 from mlitb.store import FileStore
-from mlitb.worker.compute import Normalization, compute, gather
+from mlitb.worker.compute import compute, gather
 from tests.master_support import mnist_store_dir
 
 LAYERS = [

@@ -8,8 +8,8 @@ import pytest
 from mlitb.data.shards import Shard
 from mlitb.model import Net
 from mlitb.worker.compute import (
-    Examples,
     Normalization,
+    WorkExamples,
     batch_size_for,
     compute,
     gather,
@@ -28,9 +28,9 @@ def net() -> Net:
     return Net(LAYERS)
 
 
-def make_examples(n: int, seed: int = 0) -> Examples:
+def make_examples(n: int, seed: int = 0) -> WorkExamples:
     rng = np.random.default_rng(seed)
-    return Examples(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8), rng.integers(0, 3, n).astype(np.int64))
+    return WorkExamples(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8), rng.integers(0, 3, n).astype(np.int64))
 
 
 class ManualClock:

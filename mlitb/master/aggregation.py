@@ -272,3 +272,52 @@ class ClipStream:
         )
         next_tau = float(np.median(self._distances)) * self.settings.clip_factor
         return Aggregate(v, size, scaled, clients), next_tau
+
+
+class Reduction:
+    """The open iteration's accepted results, combined by the project's rule into one mean gradient.
+
+    `centered_clip` folds each result in on arrival (`ClipStream`, O(P) memory);
+    `trimmed_mean` and `mean` keep the K client means and combine them at the
+    end. Totals for the metrics (count, loss, correct) ride along; counts here
+    are already capped at what the client was allocated, never taken on faith.
+    """
+
+    def __init__(self, size: int, settings: AggregationSettings, centre: np.ndarray | None, tau: float | None,
+                 total_allocated: int) -> None:
+        self.settings = settings
+        self.centre = np.zeros(size, np.float32) if centre is None else centre
+        self.total_allocated = total_allocated
+        self.stream = ClipStream(self.centre, tau, total_allocated, settings) if settings.rule == "centered_clip" else None
+        self._rows: list[np.ndarray] = []
+        self._counts: list[int] = []
+        self._caps: list[int] = []
+        self.clients: list[str] = []
+        self.count = 0
+        self.loss_sum = 0.0
+        self.correct = 0
+
+    @property
+    def contributors(self) -> int:
+        return len(self.clients)
+
+    def add(self, client_id: str, grad_sum: np.ndarray, count: int, cap: int, loss_sum: float, correct: int,
+            grad_norm: float | None = None) -> None:
+        """One accepted result: the gradient sum over `count` examples of a client allocated `cap`."""
+        if self.stream is not None:
+            self.stream.add(grad_sum, count, cap, grad_norm)
+        else:
+            self._rows.append(np.multiply(grad_sum, np.float32(1.0 / count)))
+            self._counts.append(count)
+            self._caps.append(cap)
+        self.clients.append(client_id)
+        self.count += count
+        self.loss_sum += loss_sum
+        self.correct += correct
+
+    def finish(self, history: NormHistory) -> tuple[Aggregate, float | None]:
+        """The aggregate to apply and the clip radius for the next iteration (None for the other rules)."""
+        if self.stream is not None:
+            return self.stream.finish(history)
+        weights = client_weights(np.asarray(self._counts), np.asarray(self._caps), self.settings.max_share)
+        return aggregate(np.stack(self._rows), weights, self.settings, self.centre, history), None

@@ -30,7 +30,7 @@ DEFAULT_MAX_MOVES = 8
 
 
 @dataclass
-class Trainer:
+class TrainerShards:
     """One trainer as allocation sees it.
 
     `throughput` is examples/s as measured by the latency monitor, or None
@@ -59,7 +59,7 @@ class Allocation:
     shard_counts: dict[str, int] = field(default_factory=dict)
     allocated_to: dict[str, str | None] = field(default_factory=dict)
     cached_by: dict[str, set[str]] = field(default_factory=dict)
-    trainers: dict[str, Trainer] = field(default_factory=dict)
+    trainers: dict[str, TrainerShards] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
     rebalancing: bool = False
 
@@ -229,7 +229,7 @@ def add_trainer(
         raise ValueError(f"trainer {trainer_id} already joined")
     if cache_limit < 0:
         raise ValueError(f"cache limit must be >= 0, got {cache_limit}")
-    trainer = Trainer(cache_limit=cache_limit, throughput=throughput)
+    trainer = TrainerShards(cache_limit=cache_limit, throughput=throughput)
     alloc.trainers[trainer_id] = trainer
     record_cached(alloc, trainer_id, cached)
     alloc.changed.add(trainer_id)
@@ -326,7 +326,7 @@ def rebalance(
 # ---------------------------------------------------------------- helpers
 
 
-def _room(trainer: Trainer) -> int:
+def _room(trainer: TrainerShards) -> int:
     return max(trainer.cache_limit - len(trainer.allocated), 0)
 
 

@@ -45,6 +45,7 @@ from mlitb.master.hardening import check_project_cap, master_middleware, model_l
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
+from mlitb.master.trust import check_probability
 from mlitb.store import Store
 from mlitb.tasks import log_crash
 from mlitb.validate import FieldError
@@ -160,6 +161,50 @@ async def pause_project(request: Request) -> Response:
     return JSONResponse(project_json(rt, detail=True))
 
 
+async def ban_worker(request: Request) -> Response:
+    """The researcher bans a client (closed with `untrusted`, its id refused) or lifts the ban."""
+    admin(request)
+    rt = project_of(request)
+    worker_id = request.path_params["worker"]
+    if request.url.path.endswith("/unban"):
+        rt.unban(worker_id)
+        return JSONResponse({"worker": worker_id, "banned": False})
+    if worker_id not in rt.workers and worker_id not in rt.banned:
+        raise HTTPException(404, f"no worker {worker_id!r} in project {rt.id!r}; GET /api/projects/{rt.id} lists them")
+    rt.ban(worker_id)
+    return JSONResponse({"worker": worker_id, "banned": True})
+
+
+async def conformance(request: Request) -> Response:
+    """Recompute the next results of a worker (or of any trainer) with the numpy engine and report each
+    verdict: what a worker author runs (`mlitb conformance`) to see that their worker computes what ours do."""
+    admin(request)
+    rt = project_of(request)
+    query = request.query_params
+    try:
+        results = int(query.get("results", "3"))
+        timeout_s = float(query.get("timeout_s", "120"))
+    except ValueError:
+        raise ValidationError("results", "results and timeout_s must be numbers") from None
+    if not 1 <= results <= 20 or not 1 <= timeout_s <= 600:
+        raise ValidationError("results", "results must be 1..20 and timeout_s 1..600")
+    try:
+        asked = rt.ask_conformance(query.get("worker"), results)
+    except LookupError as exc:
+        raise HTTPException(404, f"{exc}; GET /api/projects/{rt.id} lists the workers") from None
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asked.done.wait()
+    except TimeoutError:
+        pass
+    finally:
+        rt.forget_conformance(asked)
+    complete = len(asked.verdicts) >= results
+    body = {"project": rt.id, "worker": asked.worker_id, "wanted": results, "checks": asked.verdicts,
+            "complete": complete, "passed": complete and all(v["passed"] for v in asked.verdicts)}
+    return JSONResponse(body, status_code=200 if complete else 504)
+
+
 async def project_metrics(request: Request) -> Response:
     rt = project_of(request)
     try:
@@ -213,6 +258,9 @@ ROUTES = [
     Route("/api/projects/{id}/start", start_project, methods=["POST"]),
     Route("/api/projects/{id}/pause", pause_project, methods=["POST"]),
     Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
+    Route("/api/projects/{id}/workers/{worker}/ban", ban_worker, methods=["POST"]),
+    Route("/api/projects/{id}/conformance", conformance, methods=["POST"]),
+    Route("/api/projects/{id}/workers/{worker}/unban", ban_worker, methods=["POST"]),
     Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
     Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
     Route("/api/projects/{id}/predict", predict_api.predict, methods=["POST"]),
@@ -265,7 +313,10 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "predict_access": d.predict_access, "predictors": rt.predictions.workers,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
-        "error": rt.error.to_json() if rt.error else None,
+        "error": rt.error.to_json() if rt.error else None, "aggregation": d.aggregation,
+        "trust": {"results_refused": dict(rt.counters.dropped), "outliers": rt.counters.outliers,
+                  "checks": {k: rt.counters.checks[k] for k in ("passed", "failed", "dropped")},
+                  "banned": sorted(rt.banned)},
     }
     if detail:
         result["layers"] = d.layers
@@ -283,6 +334,7 @@ def worker_json(rt: ProjectRuntime, worker_id: str) -> dict[str, Any]:
         "shards_allocated": len(trainer.allocated) if trainer else 0,
         "shards_cached": len(alloc.work_shards(rt.allocation, worker_id)) if trainer else 0,
         "examples_per_s": rate, "accepted": worker.accepted, "dropped": worker.dropped, "state": worker.state,
+        "trust": {**worker.trust.summary(), "check_probability": check_probability(worker.trust, rt.trust_settings)},
     }
 
 

@@ -23,7 +23,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mlitb.master.message_limits import message_limit, refusal_text
 from mlitb.master.settings import Settings
-from mlitb.master.ws_protocol import MESSAGE_TOO_BIG, SCOPE_KEY, MessageLimit
 from mlitb.protocol import (
     Cached,
     ClientMessage,
@@ -35,6 +34,7 @@ from mlitb.protocol import (
     error_frame,
     parse_client_frame,
 )
+from mlitb.ws_protocol import MESSAGE_TOO_BIG, SCOPE_KEY, MessageLimit
 
 
 @dataclass

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from mlitb.master.aggregation import RULES as AGGREGATION_RULES
 from mlitb.model import Net, SpecError
 from mlitb.model.limits import ModelLimits, ModelTooLarge, checked_net
 from mlitb.optim import OPTIMIZERS, optimizer_defaults
@@ -39,6 +40,7 @@ _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
     "eps": (0.0, 1.0, False),
 }
 MAX_NAME = 200
+DEFAULT_AGGREGATION = "centered_clip"
 MAX_NORMALIZATION = 1000.0
 MAX_DESCRIPTION = 2000
 
@@ -73,6 +75,7 @@ class ProjectDef:
     status: str = "paused"
     created: float = field(default_factory=time.time)
     description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
+    aggregation: str = DEFAULT_AGGREGATION  # how clients' gradients are combined (aggregation.py, security.md)
     predict_access: str = "public"
 
     def to_json(self) -> bytes:
@@ -147,15 +150,16 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
         description=_description(body.get("description", "")),
+        aggregation=_aggregation(body.get("aggregation", DEFAULT_AGGREGATION)),
         predict_access=_predict_access(body.get("predict_access", "public")),
     )
     return definition, net
 
 
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
-    """The definition after a PATCH; only the name, description, T and optimizer hyper-parameters may change."""
+    """The definition after a PATCH; the name, description, T, aggregation and optimizer hyper-parameters."""
     body = require_object(body, "body")
-    allowed = {"name", "description", "iteration_ms", "optimizer", "predict_access"}
+    allowed = {"name", "description", "iteration_ms", "optimizer", "aggregation", "predict_access"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
@@ -164,6 +168,8 @@ def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]
         changes["name"] = _name(body, "name")
     if "description" in body:
         changes["description"] = _description(body["description"])
+    if "aggregation" in body:
+        changes["aggregation"] = _aggregation(body["aggregation"])
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
     if "predict_access" in body:
@@ -227,6 +233,12 @@ def _normalization(raw: Any) -> dict[str, float]:
 
 def _name(body: dict[str, Any], field: str) -> str:
     return require_text(body.get(field), field, max_len=MAX_NAME).strip()
+
+
+def _aggregation(value: Any) -> str:
+    if value not in AGGREGATION_RULES:
+        raise ValidationError("aggregation", f"must be one of {', '.join(AGGREGATION_RULES)}, got {value!r}")
+    return value
 
 
 def _description(value: Any) -> str:

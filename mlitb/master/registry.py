@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mlitb.data.catalog import get_manifest
+from mlitb.data.catalog import get_manifest, shard_key
 from mlitb.master import evaluation
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.checkpointer import Checkpointer, Policy
@@ -28,9 +29,11 @@ from mlitb.master.definition import ProjectDef
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
 from mlitb.master.predict_process import PredictProcess
-from mlitb.master.runtime import ProjectError, ProjectRuntime
+from mlitb.master.runtime import CheckRequest, ProjectError, ProjectRuntime
 from mlitb.master.settings import Settings
 from mlitb.master.supervision import RestartPolicy, supervise
+from mlitb.master.verification import Claim, VerifySettings, Work
+from mlitb.master.verifier import Verifier
 from mlitb.protocol import Hello, ProtocolError, error_frame
 from mlitb.store import Store
 from mlitb.tasks import log_crash
@@ -64,7 +67,8 @@ class Registry:
         self._side: dict[str, _SideTasks] = {}
         self.checkpoints = Checkpointer(store, Policy(settings.checkpoint_every, settings.checkpoint_interval_s))
         self.evaluator = Evaluator()
-        self.predict_process = PredictProcess()  # predictions while no worker takes them
+        self.verifier = Verifier(VerifySettings(tolerance=settings.verify_tolerance, queue=settings.verify_queue))
+        self.predict_process = PredictProcess()  # predictions while no worker takes them, and their spot checks
 
     # ------------------------------------------------------------ lifecycle
 
@@ -91,6 +95,7 @@ class Registry:
         await self.checkpoints.flush(self.settings.checkpoint_flush_s)
         await self.checkpoints.close()
         await self.evaluator.close()
+        await self.verifier.close()
         for rt in self.projects.values():
             rt.predictions.close()
         await self.predict_process.close()
@@ -184,7 +189,8 @@ class Registry:
 
     def _add(self, rt: ProjectRuntime) -> None:
         self.projects[rt.id] = rt
-        self._side[rt.id] = _SideTasks()
+        side = self._side[rt.id] = _SideTasks()
+        rt.request_check = lambda request: self._spawn(side, self._check(rt, request))
         if rt.running:
             self._launch(rt)
 
@@ -250,6 +256,29 @@ class Registry:
         finally:
             side.evaluating = None
         rt.record_evaluation(iteration, result.loss, result.accuracy)
+
+    async def _check(self, rt: ProjectRuntime, request: CheckRequest) -> None:
+        """Recompute one result in the verifier process (spot check); the runtime acts on the verdict."""
+        blobs = []
+        for shard_id in request.shards:
+            blob = await self.store.get(shard_key(shard_id))
+            if blob is None:
+                return  # the dataset changed under the check: nothing to hold against the client
+            blobs.append(blob)
+        result = request.result
+        work = Work(request.layers, request.normalization, request.params, tuple(blobs), request.seed)
+        claim = Claim(result.grad_sum.tobytes(), result.count, result.loss_sum, result.correct, result.batches)
+        verdict = await self.verifier.verify(work, claim, wait=request.conformance is not None)
+        if verdict is None:
+            rt.record_check_dropped()
+            return
+        if request.conformance is not None:
+            request.conformance.record({
+                "worker": request.worker_id, "iteration": request.iteration, "count": result.count,
+                "batches": len(result.batches), "passed": verdict.passed,
+                "grad_error": verdict.grad_error if math.isfinite(verdict.grad_error) else None,
+                "worst_block": verdict.worst_block, "reasons": list(verdict.reasons)})
+        rt.record_check(request.worker_id, verdict.passed, verdict.reasons)
 
     def _save(self, rt: ProjectRuntime) -> None:
         """Queue a checkpoint: a snapshot now (consistent), encoded and written off the loop, newest wins."""

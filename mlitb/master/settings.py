@@ -21,7 +21,8 @@ class Settings:
     max_frame_bytes: int = 64 * 1024 * 1024
     max_connections: int = 1000
     max_bad_frames: int = 10
-    max_grad_norm_per_example: float = 1e4
+    # Only a sanity bound against overflow: robust aggregation clips what is merely large (security.md).
+    max_grad_norm_per_example: float = 1e8
     cache_shards: int = 64
     # A slow client gets at most this many undelivered control frames before it is dropped;
     # per-iteration frames (params, work) are coalesced, so they never pile up.
@@ -46,6 +47,11 @@ class Settings:
     # examples (data step) and to pause a project whose dataset was deleted (datawatch.py).
     dataset_poll_s: float = 2.0
     default_project: str | None = None
+    # Every result refused for this many iterations in a row: the project shows an error (source "trust").
+    refused_iterations_error: int = 10
+    # Spot checks: results recomputed at once at most (more are dropped and counted), tolerance (verification.py).
+    verify_queue: int = 4
+    verify_tolerance: float = 1e-3
     # Denial of service (docs/security.md): what an unauthenticated request may cost.
     max_body_bytes: int = 1 << 20  # any HTTP request body but a closure upload
     max_closure_bytes: int = 256 << 20  # POST /api/projects/from-closure

@@ -53,6 +53,10 @@ class TrustRecord:
     def refuse(self, reason: str) -> None:
         self.refused[reason] += 1
 
+    def flag_outlier(self) -> None:
+        """An applied result whose norm was far above the iteration's median (aggregation clipped it)."""
+        self.outliers += 1
+
     def check_passed(self) -> None:
         self.checks_passed += 1
 

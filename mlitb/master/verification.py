@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlitb.closure import Normalization
 from mlitb.data.shards import decode_shard
 from mlitb.model import Net
 from mlitb.model.layout import ParamBlock
-from mlitb.worker.compute import Normalization, gather, recompute
+from mlitb.worker.compute import gather, recompute
 
 
 @dataclass(frozen=True)

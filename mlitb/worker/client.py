@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from mlitb import __version__
 from mlitb.backoff import full_jitter_s
+from mlitb.closure import Normalization
 from mlitb.data.shards import Shard
 from mlitb.model import Net
 from mlitb.protocol import (
@@ -39,8 +40,7 @@ from mlitb.protocol import (
     result_frame,
 )
 from mlitb.worker.compute import (
-    Examples,
-    Normalization,
+    WorkExamples,
     WorkResult,
     batch_size_for,
     compute,
@@ -139,7 +139,7 @@ class Trainer:
         self.results = 0
         self.predicted = 0  # images classified for the master's prediction service
         self._jitter = random.Random()
-        self._examples: tuple[tuple[str, ...], Examples] | None = None
+        self._examples: tuple[tuple[str, ...], WorkExamples] | None = None
         self._seconds_per_example: float | None = None  # of the last work: sizes the next one's batches
         self._progress = Progress(slot=options.slot, state="connecting")
         self._welcomed = False  # set by a session that got `welcome`: the backoff starts over

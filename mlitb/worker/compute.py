@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlitb.closure import Normalization
 from mlitb.data.shards import Shard
 from mlitb.model import BatchGradient
 from mlitb.work_order import MAX_BATCHES, batch_seed, example_order
@@ -25,15 +26,7 @@ GradientFn = Callable[[np.ndarray, np.ndarray, np.ndarray, int], BatchGradient]
 
 
 @dataclass(frozen=True)
-class Normalization:
-    """Input = pixel × scale + offset, as the project stores it."""
-
-    scale: float = 1 / 255
-    offset: float = 0.0
-
-
-@dataclass(frozen=True)
-class Examples:
+class WorkExamples:
     """The pixels and labels of the shards a work message lists, side by side."""
 
     pixels: np.ndarray  # uint8 (N, H, W, C)
@@ -61,11 +54,11 @@ class WorkResult:
     batches: tuple[int, ...]  # sizes of the batches, in order: the `batches` field of the result
 
 
-def gather(shards: Sequence[Shard]) -> Examples:
+def gather(shards: Sequence[Shard]) -> WorkExamples:
     """Concatenate shards once per distinct shard set (the worker caches the result)."""
     if not shards:
         raise ValueError("no shards to draw examples from")
-    return Examples(
+    return WorkExamples(
         pixels=np.concatenate([s.pixels for s in shards]),
         labels=np.concatenate([s.labels for s in shards]),
         counts=tuple(int(s.labels.shape[0]) for s in shards),
@@ -89,7 +82,7 @@ def batch_size_for(budget_ms: float, seconds_per_example: float | None, largest:
 def compute(
     gradient: GradientFn,
     params: np.ndarray,
-    examples: Examples,
+    examples: WorkExamples,
     budget_ms: float,
     normalization: Normalization,
     *,
@@ -120,7 +113,7 @@ def compute(
     return sums.result((clock() - start) * 1000.0)
 
 
-def recompute(gradient: GradientFn, params: np.ndarray, examples: Examples, normalization: Normalization,
+def recompute(gradient: GradientFn, params: np.ndarray, examples: WorkExamples, normalization: Normalization,
               seed: int, batches: Sequence[int]) -> WorkResult:
     """Exactly what `compute` returned for these batch sizes: the verifier's reference (no clock)."""
     order = example_order(examples.shard_counts, seed)
@@ -153,7 +146,7 @@ class _Sums:
         return WorkResult(self.grad_sum, self.count, self.loss_sum, self.correct, compute_ms, tuple(self.batches))
 
 
-def _batch(gradient: GradientFn, params: np.ndarray, examples: Examples, order: np.ndarray, position: int,
+def _batch(gradient: GradientFn, params: np.ndarray, examples: WorkExamples, order: np.ndarray, position: int,
            size: int, normalization: Normalization, seed: int) -> BatchGradient:
     """The batch of `size` examples starting at `position` of the order, dropout seeded by its position."""
     idx = order[position:position + size]
