@@ -39,6 +39,7 @@ from mlitb.tasks import log_crash
 
 log = logging.getLogger("mlitb.master.predict")
 
+DEFAULT_TRUST = TrustSettings()
 CHECK_TOLERANCE = 1e-4  # probabilities; engines agree within ~1e-6 (bench/verify_tolerance.py measures gradients)
 
 
@@ -91,7 +92,7 @@ def _now_ms() -> float:
 class PredictService:
     """One project's prediction work; workers join and leave through the runtime."""
 
-    def __init__(self, policy: ChunkPolicy, trust: TrustSettings = TrustSettings()) -> None:
+    def __init__(self, policy: ChunkPolicy, trust: TrustSettings = DEFAULT_TRUST) -> None:
         self.scheduler = Scheduler(policy)
         self.trust = trust
         self._records: dict[str, TrustRecord] = {}
