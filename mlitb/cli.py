@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--project", metavar="ID", help="project id (default: the master's default project)")
     worker.add_argument("--threads", type=int, default=1, help="trainer connections (one process each)")
     worker.add_argument("--cache-dir", metavar="DIR", help="where shards are kept (default ~/.cache/mlitb)")
+    worker.add_argument("--name", help="how this machine is shown on the project's contributors table")
     role = worker.add_mutually_exclusive_group()
     role.add_argument("--predict-only", action="store_true",
                       help="serve only the project's prediction requests (no training, no data download)")

@@ -23,6 +23,7 @@ PROTOCOL_VERSION = 1
 ROLES = ("trainer", "tracker", "predictor")
 MAX_SHARDS_PER_MESSAGE = 100_000
 MAX_TEXT = 200
+MAX_VOLUNTEER = 64
 
 
 class ProtocolError(Exception):
@@ -41,6 +42,8 @@ class ClientInfo:
     engine: str = "unknown"
     cores: int = 1
     agent: str = ""
+    volunteer: str = ""  # the id a volunteer's browser keeps (or `mlitb worker --name`'s): credit goes to it
+    name: str = ""  # how the volunteer wants to be shown
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
         engine=_text_or(raw.get("engine"), "unknown"),
         cores=cores if isinstance(cores, int) and 0 < cores < 4096 else 1,
         agent=_text_or(raw.get("agent"), ""),
+        volunteer=_text_or(raw.get("volunteer"), "")[:MAX_VOLUNTEER],
+        name=_text_or(raw.get("name"), "")[:MAX_VOLUNTEER].strip(),
     )
     try:
         cached = _shard_ids(message, "cached") if "cached" in message else ()

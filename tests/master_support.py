@@ -115,9 +115,10 @@ class Trainer:
     async def send(self, message: dict[str, Any] | bytes | str) -> None:
         await self.ws.send(encode(message) if isinstance(message, dict) else message)
 
-    async def hello(self, project: str | None, role: str = "trainer") -> dict[str, Any]:
+    async def hello(self, project: str | None, role: str = "trainer", volunteer: str = "") -> dict[str, Any]:
         await self.send({"type": "hello", "protocol": 1, "role": role, "project": project,
-                         "client": {"kind": "python", "engine": "numpy", "cores": 1, "agent": "test"}})
+                         "client": {"kind": "python", "engine": "numpy", "cores": 1, "agent": "test",
+                                    "volunteer": volunteer, "name": volunteer.upper()}})
         self.welcome = await self.expect("welcome")
         return self.welcome
 
@@ -171,10 +172,10 @@ class Trainer:
 
 
 @contextlib.asynccontextmanager
-async def trainer(system: System, project: str | None, cache: bool = True) -> AsyncIterator[Trainer]:
+async def trainer(system: System, project: str | None, cache: bool = True, volunteer: str = "") -> AsyncIterator[Trainer]:
     async with connect(system.ws_url, max_size=None) as ws:
         client = Trainer(ws, system.data_url)
-        await client.hello(project)
+        await client.hello(project, volunteer=volunteer)
         if cache:
             await client.fetch_and_cache()
         yield client

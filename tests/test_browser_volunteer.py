@@ -178,6 +178,19 @@ async def test_the_dashboards_tracker_measures_test_accuracy_like_the_master(tra
     await system.api.post(f"/api/projects/{project_id}/start", headers=ADMIN)
 
 
+async def test_the_volunteer_and_the_python_worker_are_credited(trained, system):
+    """Credit goes to the id the browser keeps (and the worker's, beside its cache), and both pages show it."""
+    page, project_id = trained["volunteer"].page, trained["project"]["id"]
+    volunteer = await page.evaluate("localStorage.getItem('mlitb.volunteerId')")
+    credit = (await system.api.get(f"/api/projects/{project_id}/credit?volunteer={volunteer}")).json()
+    assert credit["volunteer"]["examples"] > 0 and credit["volunteer"]["results"] > 0, credit
+    assert volunteer in {c["volunteer"] for c in credit["top"]}
+    assert any(c["volunteer"].startswith("py-") and c["examples"] > 0 for c in credit["top"]), credit
+    await page.locator("#credit[data-examples]").wait_for(timeout=30_000)
+    assert int(await page.locator("#credit").get_attribute("data-examples")) > 0
+    await trained["dashboard"].page.locator("#contributors tbody td", has_text=volunteer).wait_for(timeout=30_000)
+
+
 async def test_a_hidden_tab_tells_the_master(trained, system):
     page = trained["volunteer"].page
     client_id = await page.locator("#trainer-table tbody tr").get_attribute("data-client")

@@ -205,6 +205,20 @@ async def conformance(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if complete else 504)
 
 
+async def project_credit(request: Request) -> Response:
+    """Volunteer credit: the top contributors, and one volunteer's totals with `?volunteer=ID` (public)."""
+    rt = project_of(request)
+    try:
+        top = int(request.query_params.get("top", "20"))
+    except ValueError:
+        raise ValidationError("top", "must be an integer") from None
+    body: dict[str, Any] = {"project": rt.id, "volunteers": len(rt.credit.by_volunteer),
+                            "top": rt.credit.top(max(0, min(top, 1000)))}
+    if "volunteer" in request.query_params:
+        body["volunteer"] = rt.credit.of(request.query_params["volunteer"][:64])
+    return JSONResponse(body)
+
+
 async def project_metrics(request: Request) -> Response:
     rt = project_of(request)
     try:
@@ -260,6 +274,7 @@ ROUTES = [
     Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
     Route("/api/projects/{id}/workers/{worker}/ban", ban_worker, methods=["POST"]),
     Route("/api/projects/{id}/conformance", conformance, methods=["POST"]),
+    Route("/api/projects/{id}/credit", project_credit, methods=["GET"]),
     Route("/api/projects/{id}/workers/{worker}/unban", ban_worker, methods=["POST"]),
     Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
     Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),

@@ -24,6 +24,7 @@ class Checkpoint:
     optimizer_state: dict[str, Any]
     allocation: dict[str, list[str]] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    credit: dict[str, dict[str, Any]] = field(default_factory=dict)  # volunteer id -> totals (credit.py)
 
     def encode(self) -> bytes:
         return msgpack.packb(
@@ -34,6 +35,7 @@ class Checkpoint:
                 "optimizer_state": _pack_arrays(self.optimizer_state),
                 "allocation": self.allocation,
                 "metrics": self.metrics,
+                "credit": self.credit,
             },
             use_bin_type=True,
         )
@@ -49,6 +51,7 @@ class Checkpoint:
             optimizer_state=_unpack_arrays(raw["optimizer_state"]),
             allocation=raw["allocation"],
             metrics=raw["metrics"],
+            credit=raw.get("credit", {}),
         )
 
 

@@ -30,6 +30,7 @@ from mlitb.master.aggregation import (
     Reduction,
 )
 from mlitb.master.checkpoint import Checkpoint
+from mlitb.master.credit import Ledger
 from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
 from mlitb.master.predict_service import PredictService
@@ -185,7 +186,8 @@ class ProjectRuntime:
     """One hosted project, and the only writer of its state. Built with `ProjectRuntime.build`."""
 
     def __init__(self, definition: ProjectDef, net: Net, manifest: Manifest, params: np.ndarray,
-                 optimizer: Optimizer, iteration: int, metrics: list[dict[str, Any]], settings: Settings) -> None:
+                 optimizer: Optimizer, iteration: int, metrics: list[dict[str, Any]], settings: Settings,
+                 credit: Ledger | None = None) -> None:
         self.definition = definition
         self.net = net
         self.manifest = manifest
@@ -220,6 +222,7 @@ class ProjectRuntime:
         self.banned: set[str] = set()
         self.request_check: Callable[[CheckRequest], None] | None = None  # set by the registry
         self.conformance: list[Conformance] = []
+        self.credit = credit or Ledger.load(None)
         self._rng = random.Random(secrets.randbits(64))
 
     @classmethod
@@ -235,7 +238,8 @@ class ProjectRuntime:
             params, iteration, metrics = checkpoint.params, checkpoint.iteration, checkpoint.metrics
         if params.shape != (net.param_count,):
             raise ValueError(f"the checkpoint holds {params.size} parameters, the layers need {net.param_count}")
-        return cls(definition, net, manifest, params, optimizer, iteration, metrics, settings)
+        credit = Ledger.load(checkpoint.credit if checkpoint else None)
+        return cls(definition, net, manifest, params, optimizer, iteration, metrics, settings, credit)
 
     # ------------------------------------------------------------ queries
 
@@ -275,6 +279,7 @@ class ProjectRuntime:
             # The records themselves are shared: only evaluation writes into them later (filling in
             # test figures), and copying 100k dicts on the loop would stall it (bench/checkpoint_write.py).
             metrics=list(self.metrics),
+            credit=self.credit.dump(),
         )
 
     # ------------------------------------------------------------ the researcher and the supervisor
@@ -380,6 +385,8 @@ class ProjectRuntime:
     def record_check(self, worker_id: str, passed: bool, reasons: tuple[str, ...]) -> None:
         """A spot check's verdict; a failed one excludes the client for good (a fatal `untrusted` error)."""
         self.counters.checks["passed" if passed else "failed"] += 1
+        if not passed:
+            self.credit.revoke(worker_id)  # even after the client left: a refuted result earns nothing
         worker = self.workers.get(worker_id)
         if worker is None:
             return  # gone already; a new connection starts at the lowest trust
@@ -485,6 +492,7 @@ class ProjectRuntime:
                            result.correct)
         worker.accepted += 1
         worker.trust.accept(trust.throughput(result.count, elapsed_ms))
+        self.credit.credit(conn.id, worker.info.volunteer, worker.info.name, result.count)
         asked = next((c for c in self.conformance if c.wants(conn.id)), None)
         if asked is not None:
             asked.claimed += 1

@@ -15,6 +15,7 @@ import asyncio
 import os
 import platform
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -70,6 +71,7 @@ class TrainerOptions:
     project: str | None = None
     cache_dir: Path = DEFAULT_DIR
     slot: int = 0
+    name: str = ""  # shown on the project's contributors table; credit goes to this machine's volunteer id
     batch_size: int = 32
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -77,6 +79,18 @@ class TrainerOptions:
     slowdown: float = 1.0  # compute this many times slower: a slow CPU
     predict: bool = True  # also answer prediction chunks, between training results
     predict_only: bool = False  # role `predictor`: prediction chunks only, no training
+
+
+def volunteer_id(cache_dir: Path) -> str:
+    """This machine's volunteer id, kept beside the shard cache so credit survives restarts."""
+    path = Path(cache_dir) / "volunteer-id"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        vid = f"py-{secrets.token_hex(8)}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(vid)
+        return vid
 
 
 def websocket_url(master_url: str) -> str:
@@ -213,6 +227,8 @@ class Trainer:
             "engine": "numpy",
             "cores": os.cpu_count() or 1,
             "agent": f"mlitb-worker/{__version__} python/{platform.python_version()} {platform.system()}",
+            "volunteer": volunteer_id(self.options.cache_dir),
+            "name": self.options.name,
         }
         role = "predictor" if self.options.predict_only else "trainer"
         return hello_frame(role, self.options.project, client, self.cache.ids() if self.cache is not None else [],

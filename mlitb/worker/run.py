@@ -35,6 +35,7 @@ def options_from_args(args: argparse.Namespace, slot: int = 0) -> TrainerOptions
         project=args.project,
         cache_dir=Path(getattr(args, "cache_dir", None) or DEFAULT_DIR),
         slot=slot,
+        name=getattr(args, "name", None) or "",
         batch_size=getattr(args, "batch_size", 32),
         extra_latency_ms=getattr(args, "extra_latency_ms", 0.0),
         slowdown=getattr(args, "slowdown", 1.0),

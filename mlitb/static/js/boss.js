@@ -3,6 +3,7 @@
 // the data worker with a MessageChannel, and keeps the figures the page shows.
 // All computation happens in the workers.
 
+import { volunteerId } from "./volunteer-id.js";
 import { masterSocketUrl } from "./master-socket.js";
 
 const workerUrl = (name) => new URL(`./workers/${name}.js`, import.meta.url);
@@ -98,6 +99,7 @@ export class Boss extends EventTarget {
         predict: this.predict,
         cores: navigator.hardwareConcurrency || 1,
         agent: navigator.userAgent.slice(0, 200),
+        volunteer: volunteerId(),
       },
       [port],
     );

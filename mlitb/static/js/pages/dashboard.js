@@ -52,7 +52,8 @@ async function refresh() {
     // Evaluations land in their iteration's record after it was first served: re-read a trailing window.
     const trailing = Math.max(20, 3 * (project?.eval_every || 10));
     const since = Math.max(0, lastIteration - trailing + 1);
-    const [fresh, newMetrics] = await Promise.all([api.project(projectId), api.metrics(projectId, since)]);
+    const [fresh, newMetrics, credit] = await Promise.all([api.project(projectId), api.metrics(projectId, since), api.credit(projectId)]);
+    drawContributors(credit);
     project = fresh;
     metrics = metrics.filter((m) => m.iteration < since).concat(newMetrics);
     if (metrics.length) lastIteration = metrics.at(-1).iteration;
@@ -142,6 +143,17 @@ function drawWorkers() {
         element("td", { class: "trust", text: trustText(w.trust), title: trustTitle(w.trust) }),
         element("td", {}, banButton(w)))));
   if (!workers.length) $("workers").tBodies[0].append(element("tr", {}, element("td", { colspan: 14, class: "muted", text: `No workers connected. Share the volunteer link, or run: ${$("worker-command").value}` })));
+}
+
+function drawContributors(credit) {
+  const rows = (credit?.top || []).map((c) =>
+    element("tr", {},
+      element("td", { text: c.volunteer }),
+      element("td", { text: c.name || "–" }),
+      element("td", { class: "num", text: formatCount(c.examples) }),
+      element("td", { class: "num", text: formatCount(c.results) })));
+  if (!rows.length) rows.push(element("tr", {}, element("td", { colspan: 4, class: "muted", text: "No credited work yet." })));
+  $("contributors").tBodies[0].replaceChildren(...rows);
 }
 
 // A worker's trust record in a few words: checks passed/failed, how often its results are still checked.

@@ -4,6 +4,7 @@ import { element, formatBytes, formatCount, formatPercent, formatRate, showMessa
 import { cacheUsage, clearShardCache } from "../shard-cache.js";
 import { capTrainers, deviceStatement, downloadBytes } from "../volunteer-info.js";
 import { Tally } from "../volunteer-tally.js";
+import { volunteerId } from "../volunteer-id.js";
 
 const $ = (id) => document.getElementById(id);
 const list = $("projects");
@@ -122,6 +123,7 @@ async function pollAccepted() {
     const project = await api.project(boss.project.id);
     for (const worker of project.workers || []) accepted.set(worker.id, worker.accepted ?? 0);
     queueDraw();
+    showCredit(await api.credit(boss.project.id, volunteerId()));
   } catch {
     /* the next poll tries again */
   }
@@ -259,3 +261,12 @@ refreshCacheUsage();
 loadProjects();
 setInterval(loadProjects, 5000);
 draw();
+
+// What the master credits this volunteer with in the project (accepted, checked work, every visit).
+function showCredit(credit) {
+  const mine = credit?.volunteer;
+  const node = $("credit");
+  if (!mine) return;
+  node.textContent = `The master credits this browser with ${formatCount(mine.examples)} examples in ${formatCount(mine.results)} accepted results for this project, over every visit.`;
+  node.dataset.examples = mine.examples;
+}

@@ -55,7 +55,7 @@ async function start(config) {
       protocol: 1,
       role: "trainer",
       project: config.project,
-      client: { kind: "browser", engine: net?.backend ?? "js", cores: config.cores, agent: config.agent },
+      client: { kind: "browser", engine: net?.backend ?? "js", cores: config.cores, agent: config.agent, volunteer: config.volunteer },
       cached: [...new Set([...held.keys(), ...config.cached])],
       predict: config.predict !== false,
     }),
