@@ -29,7 +29,7 @@ from mlitb.closure import ClosureError, load_closure
 from mlitb.data.catalog import get_manifest
 from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master import allocation as alloc
-from mlitb.master import latency, prometheus
+from mlitb.master import latency, predict_api, prometheus
 from mlitb.master.closure_io import project_closure, project_from_closure
 from mlitb.master.closure_page import closure_page_policy, render_closure_page
 from mlitb.master.connection import ConnectionStats, serve_connection
@@ -278,6 +278,7 @@ ROUTES = [
     Route("/api/projects/{id}/workers/{worker}/unban", ban_worker, methods=["POST"]),
     Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
     Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
+    Route("/api/projects/{id}/predict", predict_api.predict, methods=["POST"]),
     WebSocketRoute("/ws", websocket),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
@@ -307,6 +308,7 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
                     lifespan=lifespan, middleware=master_middleware(settings))
     app.state.registry = Registry(store, settings)
     app.state.stats = ConnectionStats()
+    app.state.predict_limiter = predict_api.rate_limiter(settings)
     return app
 
 
@@ -324,6 +326,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
         "id": d.id, "name": d.name, "description": d.description, "status": d.status, "iteration": rt.iteration, "dataset": d.dataset,
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
+        "predict_access": d.predict_access, "predictors": rt.predictions.workers,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
         "error": rt.error.to_json() if rt.error else None, "aggregation": d.aggregation,
         "trust": {"results_refused": dict(rt.counters.dropped), "outliers": rt.counters.outliers,
