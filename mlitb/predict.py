@@ -17,6 +17,7 @@ from PIL import Image
 from mlitb.closure import Closure, ClosureError, load_closure
 from mlitb.data.errors import DataError
 from mlitb.data.images import to_array
+from mlitb.model.classify import classify as classify_pixels
 
 
 def read_closure(path: str) -> Closure:
@@ -50,11 +51,19 @@ def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str
 def classify(closure: Closure, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities (N, classes) of uint8 pixels (N, height, width, depth)."""
     norm = closure.normalization
-    x = pixels.astype(np.float32) * np.float32(norm.scale) + np.float32(norm.offset)
-    return closure.net().predict(closure.params, x)
+    return classify_pixels(closure.net(), closure.params, pixels, norm.scale, norm.offset)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "master", None):
+        from mlitb.predict_remote import (
+            run as run_remote,  # the master's crowd instead of a local closure
+        )
+
+        return run_remote(args)
+    if not args.images:
+        print("mlitb predict: give a closure and at least one image (or --master URL --project ID)", file=sys.stderr)
+        return 2
     if args.top < 1:
         print("mlitb predict: --top must be at least 1", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from mlitb.validate import (
 from mlitb.work_order import check_batches
 
 PROTOCOL_VERSION = 1
-ROLES = ("trainer", "tracker")
+ROLES = ("trainer", "tracker", "predictor")
 MAX_SHARDS_PER_MESSAGE = 100_000
 MAX_TEXT = 200
 MAX_VOLUNTEER = 64
@@ -60,6 +60,7 @@ class Hello:
     project: str | None
     client: ClientInfo
     cached: tuple[str, ...] = ()
+    predict: bool = False  # also answers `predict` frames (a predictor always does)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,23 @@ class State:
     hidden: bool
 
 
-ClientMessage = Hello | Cached | Result | State
+@dataclass(frozen=True)
+class Prediction:
+    """The answer to a `predict` frame: class probabilities, (count, num_classes) row by row.
+
+    Answers with bad values still name their chunk: `error` holds what was wrong, so the master can send
+    the chunk to another worker at once and then refuse the frame (instead of waiting for its deadline).
+    """
+
+    key: str
+    probabilities: np.ndarray = field(repr=False)
+    compute_ms: float
+    error: ProtocolError | None = None
+
+
+ClientMessage = Hello | Cached | Result | State | Prediction
+
+PROBABILITY_TOLERANCE = 1e-3  # rows of a `prediction` must sum to 1 within this
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -129,16 +146,18 @@ def parse_client_frame(
     param_count: int | None,
     max_bytes: int,
     max_grad_norm_per_example: float = 1e4,
+    num_classes: int | None = None,
 ) -> ClientMessage:
     """Validate a client frame completely; `param_count` is None before welcome."""
     message = decode(frame, max_bytes)
     try:
-        return _parse(message, param_count, max_grad_norm_per_example)
+        return _parse(message, param_count, max_grad_norm_per_example, num_classes)
     except FieldError as exc:
         raise ProtocolError("bad_field", f"'{exc.field}' {exc.message}") from None
 
 
-def _parse(message: dict[str, Any], param_count: int | None, max_grad_norm_per_example: float) -> ClientMessage:
+def _parse(message: dict[str, Any], param_count: int | None, max_grad_norm_per_example: float,
+           num_classes: int | None) -> ClientMessage:
     kind = message["type"]
     if kind == "hello":
         return _parse_hello(message)
@@ -150,7 +169,12 @@ def _parse(message: dict[str, Any], param_count: int | None, max_grad_norm_per_e
         return _parse_result(message, param_count, max_grad_norm_per_example)
     if kind == "state":
         return State(require_bool(message.get("hidden"), "hidden"))
-    raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected hello, cached, result or state")
+    if kind == "prediction":
+        if num_classes is None:
+            raise ProtocolError("unexpected", "send 'hello' and wait for 'welcome' before predictions")
+        return _parse_prediction(message, num_classes)
+    raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected hello, cached, result, state "
+                        "or prediction")
 
 
 def _parse_hello(message: dict[str, Any]) -> Hello:
@@ -181,7 +205,10 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
         cached = _shard_ids(message, "cached") if "cached" in message else ()
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, fatal=True) from None
-    return Hello(role=role, project=project, client=info, cached=cached)
+    predict = message.get("predict", role == "predictor")
+    if not isinstance(predict, bool):
+        raise ProtocolError("bad_field", f"'predict' must be true or false, got {predict!r}", fatal=True)
+    return Hello(role=role, project=project, client=info, cached=cached, predict=predict or role == "predictor")
 
 
 def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) -> Result:
@@ -210,6 +237,35 @@ def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) ->
 def grad_norm(grad: np.ndarray) -> float:
     """The Euclidean norm, finite for large but finite gradients (a float32 norm overflows to inf)."""
     return norm(grad)
+
+
+def _parse_prediction(message: dict[str, Any], num_classes: int) -> Prediction:
+    """Structure and values of an answer; whether its row count fits the chunk is the master's check."""
+    key = message.get("key")
+    if not _short_text(key):
+        raise ProtocolError("bad_field", f"'key' must be the key string of a predict frame, got {key!r}")
+    compute_ms = require_number(message.get("compute_ms"), "compute_ms")
+    if compute_ms < 0:
+        raise ProtocolError("bad_field", "'compute_ms' must be non-negative")
+    probs = f32_array(message.get("probabilities"), None, "probabilities")
+    if probs.size == 0 or probs.size % num_classes:
+        return Prediction(key, np.zeros((0, num_classes), np.float32), compute_ms, ProtocolError(
+            "bad_size", f"'probabilities' has {probs.size} floats, not a positive multiple of the {num_classes} classes"))
+    rows = probs.reshape(-1, num_classes)
+    return Prediction(key, rows, compute_ms, _probability_problem(rows))
+
+
+def _probability_problem(rows: np.ndarray) -> ProtocolError | None:
+    if not np.isfinite(rows).all():
+        return ProtocolError("bad_values", "'probabilities' holds NaN or infinite values")
+    if rows.min() < 0 or rows.max() > 1 + PROBABILITY_TOLERANCE:
+        return ProtocolError("bad_values", "'probabilities' must lie in [0, 1]")
+    sums = rows.sum(axis=1, dtype=np.float64)
+    worst = int(np.argmax(np.abs(sums - 1)))
+    if abs(sums[worst] - 1) > PROBABILITY_TOLERANCE:
+        return ProtocolError("bad_values", f"each row of 'probabilities' must sum to 1 (±{PROBABILITY_TOLERANCE:g}); "
+                             f"row {worst} sums to {float(sums[worst]):.6g}")
+    return None
 
 
 def _shard_ids(message: dict[str, Any], name: str) -> tuple[str, ...]:
@@ -268,13 +324,30 @@ def work_frame(iteration: int, budget_ms: int, shards: list[str], seed: int = 0)
                    "seed": int(seed) & 0xFFFFFFFF})
 
 
+def predict_frame(key: str, iteration: int, pixels: np.ndarray, params: np.ndarray | None) -> bytes:
+    """A chunk to classify: uint8 pixels (count, H, W, C); `params` when this connection lacks that iteration's."""
+    message: dict[str, Any] = {"type": "predict", "key": key, "iteration": int(iteration),
+                               "count": int(pixels.shape[0]), "pixels": np.ascontiguousarray(pixels, np.uint8).tobytes()}
+    if params is not None:
+        message["params"] = f32_bytes(params)
+    return encode(message)
+
+
 # ------------------------------------------------------------ frames a worker sends
 
 
-def hello_frame(role: str, project: str | None, client: dict[str, Any], cached: list[str]) -> bytes:
-    """The first frame of a connection: the role wanted, the project (None: the master's default), the client."""
+def hello_frame(role: str, project: str | None, client: dict[str, Any], cached: list[str],
+                predict: bool = False) -> bytes:
+    """The first frame of a connection: the role wanted, the project (None: the master's default), the client;
+    `predict`: it also answers prediction work."""
     return encode({"type": "hello", "protocol": PROTOCOL_VERSION, "role": role, "project": project,
-                   "client": client, "cached": cached})
+                   "client": client, "cached": cached, "predict": predict})
+
+
+def prediction_frame(key: str, probabilities: np.ndarray, compute_ms: float) -> bytes:
+    """A worker's answer to `predict`: float32 probabilities (count, classes), row by row."""
+    return encode({"type": "prediction", "key": key, "probabilities": f32_bytes(probabilities),
+                   "compute_ms": float(compute_ms)})
 
 
 def cached_frame(shards: list[str]) -> bytes:

@@ -40,10 +40,16 @@ def check_closure_argument(path: str, usage: str) -> None:
 
 
 def add(commands: argparse._SubParsersAction) -> None:
-    predict = commands.add_parser("predict", help="classify images with a research closure")
-    predict.add_argument("closure", help="closure JSON file (download it with `mlitb project closure ID -o FILE`)")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    predict = commands.add_parser("predict", help="classify images with a research closure, or through a master")
+    predict.add_argument("closure", help="closure JSON file (download it with `mlitb project closure ID -o FILE`); "
+                                         "with --master: the first image or directory")
+    predict.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG, JPEG, ...) or directories")
     predict.add_argument("--top", type=int, default=3, help="how many classes to print per image (default 3)")
+    predict.add_argument("--master", metavar="URL", help="ask this master's workers instead of a local closure")
+    predict.add_argument("--project", metavar="ID", help="the project to ask (with --master)")
+    predict.add_argument("--batch", type=int, default=1000, help="images per request (with --master; default 1000)")
+    predict.add_argument("--json", action="store_true", help="print one JSON document (with --master)")
+    predict.add_argument("--token", help="admin token, for a project that requires it (default $MLITB_ADMIN_TOKEN)")
     predict.set_defaults(run=run_predict)
 
     export = commands.add_parser("export", help="convert a research closure to another format")
@@ -62,7 +68,8 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    check_closure_argument(args.closure, "mlitb predict CLOSURE IMAGE...")
+    if not args.master:
+        check_closure_argument(args.closure, "mlitb predict CLOSURE IMAGE...")
     from mlitb.predict import run
 
     return run(args)

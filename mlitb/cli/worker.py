@@ -25,6 +25,10 @@ def add(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--threads", type=int, default=1, help="trainer connections (one process each; default 1)")
     worker.add_argument("--cache-dir", metavar="DIR", help="where shards are kept (default ~/.cache/mlitb)")
     worker.add_argument("--name", help="how this machine is shown on the project's contributors table")
+    role = worker.add_mutually_exclusive_group()
+    role.add_argument("--predict-only", action="store_true",
+                      help="serve only the project's prediction requests (no training, no data download)")
+    role.add_argument("--no-predict", action="store_true", help="train only; take no prediction requests")
     add_log_level(worker)
     # Test knobs: make a real worker behave like a far-away client or a slow CPU.
     worker.add_argument("--extra-latency-ms", type=float, default=0.0, help=argparse.SUPPRESS)

@@ -29,7 +29,7 @@ from mlitb.closure import Closure, ClosureError, load_closure
 from mlitb.data.catalog import get_manifest
 from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master import allocation as alloc
-from mlitb.master import latency, prometheus
+from mlitb.master import latency, predict_api, prometheus
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.closure_io import project_by_transfer, project_closure, project_from_closure
 from mlitb.master.closure_page import closure_page_policy, render_closure_page
@@ -324,6 +324,7 @@ ROUTES = [
     Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
     Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
     Route("/api/projects/{id}/verify", verify_project_closure, methods=["POST"]),
+    Route("/api/projects/{id}/predict", predict_api.predict, methods=["POST"]),
     WebSocketRoute("/ws", websocket),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
@@ -353,6 +354,7 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
                     lifespan=lifespan, middleware=master_middleware(settings))
     app.state.registry = Registry(store, settings)
     app.state.stats = ConnectionStats()
+    app.state.predict_limiter = predict_api.rate_limiter(settings)
     return app
 
 
@@ -380,6 +382,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "lr_multipliers": d.lr_multipliers or [1.0] * len(d.layers),
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
+        "predict_access": d.predict_access, "predictors": rt.predictions.workers,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
         "error": rt.error.to_json() if rt.error else None, "aggregation": d.aggregation,
         "trust": {"results_refused": dict(rt.counters.dropped), "outliers": rt.counters.outliers,

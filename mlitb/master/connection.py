@@ -27,6 +27,7 @@ from mlitb.protocol import (
     Cached,
     ClientMessage,
     Hello,
+    Prediction,
     ProtocolError,
     Result,
     State,
@@ -119,10 +120,12 @@ class Session(Protocol):
     """What a connection talks to after `hello`: a project's runtime (runtime.py)."""
 
     param_count: int
+    num_classes: int
 
     def on_cached(self, conn: Connection, shards: tuple[str, ...]) -> None: ...
     def on_result(self, conn: Connection, result: Result) -> None: ...
     def on_state(self, conn: Connection, hidden: bool) -> None: ...
+    def on_prediction(self, conn: Connection, prediction: Prediction) -> None: ...
     def leave(self, conn: Connection) -> None: ...
 
 
@@ -185,10 +188,12 @@ async def _serve(ws: WebSocket, lobby: Lobby, settings: Settings, stats: Connect
                     param_count=session.param_count if session else None,
                     max_bytes=limit.max_bytes,
                     max_grad_norm_per_example=settings.max_grad_norm_per_example,
+                    num_classes=session.num_classes if session else None,
                 )
                 session = dispatch(conn, parsed, session, lobby)
                 if isinstance(parsed, Hello):  # welcomed: the limit now fits what this client sends
-                    limit.set(message_limit(settings, parsed.role, session.param_count))
+                    limit.set(message_limit(settings, parsed.role, session.param_count,
+                                            session.num_classes if parsed.predict else None))
             except ProtocolError as exc:
                 conn.bad_frames += 1
                 stats.bad_frames += 1
@@ -223,4 +228,6 @@ def dispatch(conn: Connection, message: ClientMessage, session: Session | None, 
         session.on_result(conn, message)
     elif isinstance(message, State):
         session.on_state(conn, message.hidden)
+    elif isinstance(message, Prediction):
+        session.on_prediction(conn, message)
     return session

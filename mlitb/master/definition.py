@@ -27,6 +27,7 @@ from mlitb.validate import (
 )
 
 STATUSES = ("running", "paused")
+PREDICT_ACCESS = ("public", "admin")  # who may POST /api/projects/{id}/predict
 DEFAULT_OPTIMIZER = "adagrad"
 # name -> (lowest allowed, highest allowed, lowest inclusive); each optimizer accepts its own subset.
 _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -78,6 +79,7 @@ class ProjectDef:
     lr_multipliers: list[float] | None = None
     description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
     aggregation: str = DEFAULT_AGGREGATION  # how clients' gradients are combined (aggregation.py, security.md)
+    predict_access: str = "public"
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -153,6 +155,7 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         lr_multipliers=parse_lr_multipliers(body.get("lr_multipliers"), body["layers"]),
         description=_description(body.get("description", "")),
         aggregation=_aggregation(body.get("aggregation", DEFAULT_AGGREGATION)),
+        predict_access=_predict_access(body.get("predict_access", "public")),
     )
     return definition, net
 
@@ -161,7 +164,7 @@ def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]
     """The definition after a PATCH; the name, description, T, aggregation, optimizer hyper-parameters and
     per-layer learning-rate multipliers."""
     body = require_object(body, "body")
-    allowed = {"name", "description", "iteration_ms", "optimizer", "aggregation", "lr_multipliers"}
+    allowed = {"name", "description", "iteration_ms", "optimizer", "aggregation", "predict_access", "lr_multipliers"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
@@ -174,6 +177,8 @@ def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]
         changes["aggregation"] = _aggregation(body["aggregation"])
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
+    if "predict_access" in body:
+        changes["predict_access"] = _predict_access(body["predict_access"])
     if "optimizer" in body:
         optimizer = parse_optimizer(body["optimizer"], current.optimizer)
         if optimizer["name"] != current.optimizer["name"]:
@@ -219,6 +224,13 @@ def parse_optimizer(raw: Any, base: dict[str, Any] | None) -> dict[str, Any]:
             raise ValidationError(f"optimizer.{key}", f"must be a number in {bound}{low:g}, {high:g}], got {value!r}")
         result[key] = float(value)
     return result
+
+
+def _predict_access(value: Any) -> str:
+    if value not in PREDICT_ACCESS:
+        raise ValidationError("predict_access", f"must be 'public' (anyone may ask for predictions, within the "
+                                                f"rate limit) or 'admin' (the admin token is needed), got {value!r}")
+    return value
 
 
 def _iteration_ms(value: Any, bounds: tuple[int, int]) -> int:

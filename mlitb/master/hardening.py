@@ -1,7 +1,7 @@
 """What the master's app factory wires against denial of service: its middleware and its caps.
 
 Kept apart from app.py so the routes stay about the API: the body limits
-(closure uploads keep their larger one), the security headers with a
+(closure uploads and prediction batches keep their larger ones), the security headers with a
 Content-Security-Policy that lets the pages reach the data server, the
 model-size limits and the cap on projects.
 """
@@ -17,13 +17,14 @@ from mlitb.model.limits import ModelLimits
 from mlitb.security_headers import SecurityHeadersMiddleware, origin_of, page_policy
 
 CLOSURE_UPLOAD = ("POST", r"/api/projects/from-closure", "MLITB_MAX_CLOSURE_BYTES")
+PREDICT_BATCH = ("POST", r"/api/projects/[^/]+/predict", "MLITB_PREDICT_MAX_BODY_BYTES")  # image batches
 
 
 def master_middleware(settings: Settings) -> list[Middleware]:
     """Outermost first: every answer gets the headers, refusals of oversized bodies included."""
-    method, path, _setting = CLOSURE_UPLOAD
     limits = BodyLimits(settings.max_body_bytes, settings.http_read_timeout_s,
-                        overrides=((method, path, settings.max_closure_bytes),))
+                        overrides=((CLOSURE_UPLOAD[0], CLOSURE_UPLOAD[1], settings.max_closure_bytes),
+                                   (PREDICT_BATCH[0], PREDICT_BATCH[1], settings.predict_max_body_bytes)))
     return [
         Middleware(SecurityHeadersMiddleware, policy=page_policy([origin_of(settings.data_url)])),
         Middleware(BodyLimitMiddleware, limits=limits),

@@ -13,12 +13,17 @@ from __future__ import annotations
 from mlitb.master.settings import Settings
 
 
-def message_limit(settings: Settings, role: str | None = None, param_count: int | None = None) -> int:
-    """Bytes a message may have: `role` None before welcome."""
+def message_limit(settings: Settings, role: str | None = None, param_count: int | None = None,
+                  predict_classes: int | None = None) -> int:
+    """Bytes a message may have: `role` None before welcome; `predict_classes` for a client that answers
+    prediction chunks (its `prediction` holds 4 bytes per class for each image of a chunk)."""
     control = min(settings.max_control_bytes, settings.max_frame_bytes)
-    if role != "trainer" or param_count is None:
-        return control
-    return min(settings.max_frame_bytes, max(control, 4 * param_count + settings.result_overhead_bytes))
+    largest = control
+    if role == "trainer" and param_count is not None:
+        largest = max(largest, 4 * param_count + settings.result_overhead_bytes)
+    if predict_classes is not None:
+        largest = max(largest, 4 * settings.chunk_policy().max_chunk * predict_classes + settings.result_overhead_bytes)
+    return min(settings.max_frame_bytes, largest)
 
 
 def refusal_text(size: int | None, limit: int, helloed: bool) -> str:

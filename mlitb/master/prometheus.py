@@ -8,6 +8,17 @@ from mlitb.master.connection import ConnectionStats
 from mlitb.master.runtime import ProjectRuntime
 
 DROP_REASONS = ("old", "late", "unsolicited", "untrusted", "implausible_count", "implausible_time")
+PREDICTION_COUNTERS = {  # predict_service.PredictCounters
+    "requests": "Prediction requests received.",
+    "images": "Images in prediction requests.",
+    "chunks": "Prediction chunks sent (to workers or the master's process).",
+    "reassigned": "Prediction chunks sent again: their worker left, answered badly or missed the deadline.",
+    "refused": "Prediction answers refused (wrong size, not finite, not probabilities).",
+    "ignored": "Prediction answers for chunks no longer outstanding.",
+    "fallback_chunks": "Prediction chunks computed in the master's process (no worker could take them).",
+    "checks_passed": "Prediction answers recomputed by the master (spot checks) and found equal.",
+    "checks_failed": "Prediction answers found different by a spot check: their worker was excluded.",
+}
 
 
 def render(projects: Iterable[ProjectRuntime], stats: ConnectionStats) -> str:
@@ -49,6 +60,11 @@ def render(projects: Iterable[ProjectRuntime], stats: ConnectionStats) -> str:
            per_project(lambda rt: rt.counters.missed))
     series("mlitb_test_accuracy", "gauge", "Latest server-side test accuracy.",
            [(f'{{project="{rt.id}"}}', acc) for rt in projects if (acc := _latest_test_accuracy(rt)) is not None])
+    series("mlitb_predictors", "gauge", "Connections that take prediction work.",
+           per_project(lambda rt: rt.predictions.workers))
+    for name, help_text in PREDICTION_COUNTERS.items():
+        series(f"mlitb_predict_{name}_total", "counter", help_text,
+               per_project(lambda rt, name=name: getattr(rt.predictions.counters, name)))
     series("mlitb_connections", "gauge", "Open WebSocket connections.", [("", stats.open)])
     series("mlitb_connections_total", "counter", "WebSocket connections accepted.", [("", stats.total)])
     series("mlitb_connections_refused_total", "counter", "Connections refused at the limit.", [("", stats.refused)])

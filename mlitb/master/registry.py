@@ -29,6 +29,7 @@ from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
+from mlitb.master.predict_process import PredictProcess
 from mlitb.master.runtime import CheckRequest, ProjectError, ProjectRuntime
 from mlitb.master.settings import Settings
 from mlitb.master.supervision import RestartPolicy, supervise
@@ -76,6 +77,7 @@ class Registry:
         self.checkpoints = Checkpointer(store, Policy(settings.checkpoint_every, settings.checkpoint_interval_s))
         self.evaluator = Evaluator()
         self.verifier = Verifier(VerifySettings(tolerance=settings.verify_tolerance, queue=settings.verify_queue))
+        self.predict_process = PredictProcess()  # predictions while no worker takes them, and their spot checks
 
     # ------------------------------------------------------------ lifecycle
 
@@ -103,6 +105,9 @@ class Registry:
         await self.checkpoints.close()
         await self.evaluator.close()
         await self.verifier.close()
+        for rt in self.projects.values():
+            rt.predictions.close()
+        await self.predict_process.close()
 
     # ------------------------------------------------------------ researcher actions
 
@@ -156,6 +161,9 @@ class Registry:
             worker.conn.close(error_frame("unknown_project", "the project was deleted", fatal=True))
         for tracker in list(rt.trackers.values()):
             tracker.close()
+        for predictor in list(rt.predictors.values()):
+            predictor.close(error_frame("unknown_project", "the project was deleted", fatal=True))
+        rt.predictions.close()
         await self.checkpoints.drop(definition_key(rt.id), checkpoint_key(rt.id))
         await self.store.delete(definition_key(rt.id), checkpoint_key(rt.id))
 

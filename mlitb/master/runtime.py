@@ -33,14 +33,17 @@ from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
 from mlitb.master.credit import Ledger
 from mlitb.master.definition import ProjectDef
+from mlitb.master.predict_service import PredictService
 from mlitb.master.settings import Settings
 from mlitb.grow import grow_classes, widen
+from mlitb.master.trust import TrustSettings
 from mlitb.model import Net
 from mlitb.model.layout import lr_multipliers
 from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec
 from mlitb.protocol import (
     ClientInfo,
     Hello,
+    Prediction,
     ProtocolError,
     Result,
     assign_frame,
@@ -224,6 +227,9 @@ class ProjectRuntime:
         self.settings = settings
         self.workers: dict[str, Worker] = {}
         self.trackers: dict[str, Connection] = {}
+        self.predictors: dict[str, Connection] = {}  # role `predictor`: prediction work only
+        self.predictions = PredictService(settings.chunk_policy(), TrustSettings(
+            check_first=settings.predict_check_first, check_floor=settings.predict_check_floor))
         self.allocation = alloc.Allocation()
         alloc.add_shards(self.allocation, {ref.id: ref.count for ref in manifest.train.shards})
         self.registered_revision = manifest.revision
@@ -280,6 +286,10 @@ class ProjectRuntime:
     @property
     def param_count(self) -> int:
         return self.net.param_count
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
 
     @property
     def running(self) -> bool:
@@ -431,8 +441,9 @@ class ProjectRuntime:
         self.grown = True
         frame = error_frame("reconnect", f"the net grew to {classes} classes (new: {', '.join(added)}) and has "
                                          f"{net.param_count} parameters now: reconnect to get the new layout")
-        clients = [w.conn for w in self.workers.values()] + list(self.trackers.values())
-        for conn in clients:
+        clients = {conn.id: conn for conn in [w.conn for w in self.workers.values()]
+                   + list(self.trackers.values()) + list(self.predictors.values())}
+        for conn in clients.values():
             self.leave(conn)
             conn.close(frame)
         return True
@@ -513,6 +524,10 @@ class ProjectRuntime:
     def join(self, conn: Connection, hello: Hello) -> None:
         """Welcome a client; a trainer also gets its allocation (and starts at the lowest trust)."""
         conn.send(self._welcome(conn.id, hello.role))
+        if hello.role == "predictor":  # its parameters come with its first chunk of each iteration
+            self.predictors[conn.id] = conn
+            self.predictions.add_worker(conn)
+            return
         conn.send_iteration(params_frame(self.iteration, self.params))
         if hello.role == "tracker":
             self.trackers[conn.id] = conn
@@ -521,6 +536,8 @@ class ProjectRuntime:
         alloc.add_trainer(self.allocation, conn.id, self.settings.cache_shards, self._train_ids(hello.cached))
         self.send_assignments()
         conn.send(idle_frame("waiting" if self.running else "paused"))
+        if hello.predict:
+            self.predictions.add_worker(conn)
         self.wake.set()
 
     def on_cached(self, conn: Connection, shards: tuple[str, ...]) -> None:
@@ -574,9 +591,15 @@ class ProjectRuntime:
         if not self.window.waiting:
             self.wake.set()
 
+    def on_prediction(self, conn: Connection, prediction: Prediction) -> None:
+        """An answer to a `predict` chunk (predict_service.py); a bad one raises after its chunk is resent."""
+        self.predictions.on_prediction(conn, prediction)
+
     def leave(self, conn: Connection) -> None:
         """A client went away: its shards go to the others now, and the loop stops waiting for it."""
         self.trackers.pop(conn.id, None)
+        self.predictors.pop(conn.id, None)
+        self.predictions.remove_worker(conn.id)  # its prediction chunks go to other workers
         if self.workers.pop(conn.id, None) is None:
             return
         alloc.remove_trainer(self.allocation, conn.id)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from mlitb.master.prediction import ChunkPolicy
+
 STATIC_DIR = Path(str(files("mlitb") / "static"))  # package data: works from a wheel as from a checkout
 
 
@@ -62,3 +64,24 @@ class Settings:
     max_params: int = 10_000_000  # parameters of a model (40 MB as float32, per copy in a volunteer's browser)
     max_projects: int = 100
     static_dir: Path = STATIC_DIR
+    # POST /api/projects/{id}/predict (docs/api.md). The body limit is this endpoint's own: an image batch
+    # is far larger than any other request body, so the HTTP body limit must exempt this route or use it.
+    predict_max_images: int = 10_000
+    predict_max_body_bytes: int = 64 * 1024 * 1024
+    predict_max_image_pixels: int = 4096 * 4096  # a decoded upload larger than this is refused (decompression bombs)
+    predict_rate_per_minute: float = 120.0  # requests per client address, refilled continuously...
+    predict_rate_burst: int = 30  # ...up to this many at once
+    predict_timeout_s: float = 120.0  # a request not answered by then is a 504
+    # How a batch is split over the workers (prediction.py ChunkPolicy).
+    predict_chunk_ms: float = 50.0
+    predict_slots: int = 3
+    predict_chunk_timeout_ms: float = 5000.0  # a chunk's deadline floor (at least 2 iterations of its project)
+    predict_split: bool = True  # False: each request whole to one worker (the hot-spot baseline, for bench/)
+    # Spot checks of prediction answers (trust.py's sampling): every one of a connection's first N answers
+    # is recomputed by the master before it is accepted, then a fraction decaying to the floor.
+    predict_check_first: int = 5
+    predict_check_floor: float = 0.05
+
+    def chunk_policy(self) -> ChunkPolicy:
+        return ChunkPolicy(target_ms=self.predict_chunk_ms, slots=self.predict_slots,
+                           deadline_floor_ms=self.predict_chunk_timeout_ms, split=self.predict_split)

@@ -47,6 +47,7 @@ from mlitb.worker.compute import (
     compute,
     gather,
 )
+from mlitb.worker.predict import PredictQueue, predict_loop
 from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
 from mlitb.worker.status import Progress
 
@@ -76,6 +77,8 @@ class TrainerOptions:
     backoff_max_s: float = 30.0
     extra_latency_ms: float = 0.0  # delay before each result: a far-away client
     slowdown: float = 1.0  # compute this many times slower: a slow CPU
+    predict: bool = True  # also answer prediction chunks, between training results
+    predict_only: bool = False  # role `predictor`: prediction chunks only, no training
 
 
 def volunteer_id(cache_dir: Path) -> str:
@@ -130,6 +133,8 @@ class Session:
     params: tuple[int, np.ndarray] | None = None
     assignments: Latest[list[str]] = field(default_factory=Latest)
     work: Latest[dict[str, Any]] = field(default_factory=Latest)
+    predictions: PredictQueue = field(default_factory=PredictQueue)
+    compute_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # training and prediction take turns
 
 
 class Trainer:
@@ -146,6 +151,7 @@ class Trainer:
         self.say = say
         self.cache: ShardCache | None = None
         self.results = 0
+        self.predicted = 0  # images classified for the master's prediction service
         self._jitter = random.Random()
         self._examples: tuple[tuple[str, ...], WorkExamples] | None = None
         self._seconds_per_example: float | None = None  # of the last work: sizes the next one's batches
@@ -198,6 +204,8 @@ class Trainer:
                 asyncio.create_task(self._receive(session)),
                 asyncio.create_task(self._download_loop(session)),
                 asyncio.create_task(self._compute_loop(session)),
+                asyncio.create_task(predict_loop(ws, session.predictions, session.net, session.normalization,
+                                                 session.compute_lock, self._predicted)),
                 asyncio.create_task(stop.wait()),
             ]
             try:
@@ -222,7 +230,9 @@ class Trainer:
             "volunteer": volunteer_id(self.options.cache_dir),
             "name": self.options.name,
         }
-        return hello_frame("trainer", self.options.project, client, self.cache.ids() if self.cache is not None else [])
+        role = "predictor" if self.options.predict_only else "trainer"
+        return hello_frame(role, self.options.project, client, self.cache.ids() if self.cache is not None else [],
+                           predict=self.options.predict or self.options.predict_only)
 
     def _start(self, ws: ClientConnection, welcome: dict[str, Any]) -> Session:
         project, dataset, limits = welcome["project"], welcome["dataset"], welcome.get("limits", {})
@@ -251,6 +261,10 @@ class Trainer:
                 session.assignments.put([s["id"] for s in message["shards"]])
             elif kind == "work":
                 session.work.put(message)
+            elif kind == "predict":
+                problem = session.predictions.receive(message, session.net, session.params)
+                if problem:
+                    self.say(f"trainer {self.options.slot}: {problem}; skipped (the master sends it elsewhere)")
             elif kind == "idle":
                 self._set(state=f"idle ({message.get('reason', '?')})")
             elif kind == "error":
@@ -285,9 +299,10 @@ class Trainer:
                 continue
             shards = {s: shard for s, shard in held.items() if shard is not None}
             seed = int(work.get("seed", 0)) & 0xFFFFFFFF
-            started = time.perf_counter()
-            result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms, seed)
-            compute_ms = (time.perf_counter() - started) * 1000.0
+            async with session.compute_lock:  # prediction chunks wait, and wait for us (worker/predict.py)
+                started = time.perf_counter()
+                result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms, seed)
+                compute_ms = (time.perf_counter() - started) * 1000.0
             if self.options.extra_latency_ms > 0:
                 await asyncio.sleep(self.options.extra_latency_ms / 1000.0)
             await session.ws.send(
@@ -326,6 +341,10 @@ class Trainer:
         )
         self._seconds_per_example = result.compute_ms / 1000.0 / result.count
         return result
+
+    def _predicted(self, images: int) -> None:
+        self.predicted += images
+        self._set(state="predicting" if self.options.predict_only else self._progress.state)
 
     def _check_error(self, message: dict[str, Any]) -> None:
         if message.get("type") == "error" and message.get("code") in FATAL_CODES:

@@ -39,6 +39,8 @@ def options_from_args(args: argparse.Namespace, slot: int = 0) -> TrainerOptions
         batch_size=getattr(args, "batch_size", 32),
         extra_latency_ms=getattr(args, "extra_latency_ms", 0.0),
         slowdown=getattr(args, "slowdown", 1.0),
+        predict=not getattr(args, "no_predict", False),
+        predict_only=getattr(args, "predict_only", False),
     )
 
 

@@ -16,7 +16,8 @@ export function defaultTrainerCount() {
 export class Boss extends EventTarget {
   // project: {id, layers, dataset}; track: run the stats worker too
   // engine: "auto" (calibrated), or the volunteer's "webgpu", "wasm" or "js"
-  constructor(project, { trainers = defaultTrainerCount(), track = false, simd = true, engine = "auto" } = {}) {
+  // predict: the trainers also answer the project's prediction requests, between their results
+  constructor(project, { trainers = defaultTrainerCount(), track = false, simd = true, engine = "auto", predict = true } = {}) {
     super();
     this.project = project;
     this.datasetId = typeof project.dataset === "string" ? project.dataset : project.dataset?.id;
@@ -24,6 +25,7 @@ export class Boss extends EventTarget {
     this.track = track;
     this.simd = simd;
     this.engine = engine;
+    this.predict = predict;
     this.trainers = [];
     this.tracker = null;
     this.data = null;
@@ -97,6 +99,7 @@ export class Boss extends EventTarget {
         hidden: document.hidden,
         simd: this.simd,
         engine: this.engine,
+        predict: this.predict,
         cores: navigator.hardwareConcurrency || 1,
         agent: navigator.userAgent.slice(0, 200),
         volunteer: volunteerId(),

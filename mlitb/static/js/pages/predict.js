@@ -2,6 +2,7 @@ import { api, addExamples } from "../api.js";
 import { modelFromClosure, imageToPixels, classify, renderBars, drawPixels, loadImage } from "../classify.js";
 import { element, showMessage } from "../format.js";
 import { onImageFile } from "../image-drop.js";
+import { imageFiles, predictFiles } from "../predict-folder.js";
 
 const $ = (id) => document.getElementById(id);
 let model = null;
@@ -146,7 +147,35 @@ function snap() {
   predict();
 }
 
+// A folder through the master's prediction endpoint: the live project's workers compute.
+async function predictFolder() {
+  const id = $("project").value;
+  const message = $("folder-message");
+  const files = imageFiles($("folder").files);
+  if (!id) return showMessage(message, "Choose a live project first (a closure file predicts one image at a time here).");
+  if (!files.length) return showMessage(message, "No image files in that folder.");
+  const progress = $("folder-progress");
+  progress.classList.remove("hidden");
+  progress.max = files.length;
+  progress.value = 0;
+  showMessage(message, `Predicting ${files.length} images…`, "info");
+  try {
+    const { predictions, chunks } = await predictFiles(id, files, { onProgress: (done) => (progress.value = done) });
+    const body = $("folder-results").querySelector("tbody");
+    body.replaceChildren(...predictions.map((p) => element("tr", { "data-label": p.label },
+      element("td", { text: p.path }), element("td", { text: p.class }),
+      element("td", { text: p.probabilities[p.label].toFixed(4) }))));
+    $("folder-results").classList.remove("hidden");
+    const workers = new Set(chunks.map((c) => c.worker)).size;
+    showMessage(message, `${predictions.length} images predicted in ${chunks.length} chunks by ${workers} worker${workers === 1 ? "" : "s"}.`, "ok");
+    message.dataset.done = String(predictions.length);
+  } catch (error) {
+    showMessage(message, `Not predicted: ${error.message}`);
+  }
+}
+
 onImageFile({ input: $("image-file"), dropzone: $("dropzone") }, useImageFile);
+$("folder").addEventListener("change", predictFolder);
 $("load-live").addEventListener("click", loadLive);
 $("closure-file").addEventListener("change", loadClosureFile);
 $("invert").addEventListener("change", predict);

@@ -11,6 +11,7 @@ const list = $("projects");
 const button = $("contribute");
 const trainersInput = $("trainers");
 const engineSelect = $("engine");
+const predictInput = $("predict");
 const message = $("message");
 let boss = null;
 let accepted = new Map();
@@ -86,7 +87,7 @@ async function contribute() {
   button.disabled = true;
   try {
     const project = await api.project(id);
-    boss = new Boss(project, { trainers: capTrainersInput(), engine: engineSelect.value });
+    boss = new Boss(project, { trainers: capTrainersInput(), engine: engineSelect.value, predict: predictInput.checked });
     tally.endSession();
     boss.addEventListener("change", queueDraw);
     await boss.start();

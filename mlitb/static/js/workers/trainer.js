@@ -59,6 +59,7 @@ async function start(config) {
         adapter: net?.backend === "webgpu" ? engine.adapter : "", examples_per_s: engine?.examplesPerSecond ?? 0,
       },
       cached: [...new Set([...held.keys(), ...config.cached])],
+      predict: config.predict !== false,
     }),
     onMessage,
     onStatus: (status, { retryInMs, attempt } = {}) => {
@@ -108,6 +109,9 @@ async function onMessage(message) {
     case "work":
       // one at a time: the WebGPU engine answers asynchronously
       working = working.then(() => work(message)).catch((e) => tell({ type: "error", code: "engine", message: `training failed: ${e.message}` }));
+      break;
+    case "predict":
+      onPredict(message);
       break;
     case "idle":
       setState(message.reason === "paused" ? "paused" : message.reason === "excluded" ? "excluded" : "waiting");
@@ -207,4 +211,44 @@ async function work({ iteration, budget_ms: budgetMs, shards, seed = 0 }) {
     batches,
   });
   tell({ type: "result", iteration, count, computeMs, lossSum, correct, sent });
+}
+
+// Prediction chunks (`predict` frames): queued, and answered one per task, so a `work` that arrives
+// meanwhile runs before the next chunk (a chunk is sized by the master to ~150 ms of this worker's
+// speed): training deadlines hold. A chunk is bound to its parameters on arrival; the frame carries
+// them the first time this connection gets a chunk of an iteration.
+const predictQueue = [];
+let predictParams = null, predictIteration = -1, predictScheduled = false;
+
+function onPredict({ key, iteration, count, pixels, params: chunkParams }) {
+  if (chunkParams) {
+    predictParams = float32(chunkParams);
+    predictIteration = iteration;
+  }
+  const weights = predictIteration === iteration ? predictParams : paramsIteration === iteration ? params : null;
+  if (!weights) return; // no parameters of that iteration: the master sends the chunk elsewhere at its deadline
+  predictQueue.push({ key, count, pixels, weights });
+  if (!predictScheduled) {
+    predictScheduled = true;
+    setTimeout(answerNextChunk, 0);
+  }
+}
+
+function answerNextChunk() {
+  predictScheduled = false;
+  if (!predictQueue.length) return;
+  // the smallest first: a small request's chunk never waits behind a big batch's queued beside it
+  const smallest = predictQueue.reduce((best, c, i) => (c.count < predictQueue[best].count ? i : best), 0);
+  const [chunk] = predictQueue.splice(smallest, 1);
+  const started = performance.now();
+  const table = normalizationTable(project.normalization);
+  const x = new Float32Array(chunk.pixels.length);
+  for (let i = 0; i < x.length; i++) x[i] = table[chunk.pixels[i]];
+  const probabilities = net.predict(chunk.weights, x, chunk.count);
+  socket.send({ type: "prediction", key: chunk.key, probabilities, compute_ms: performance.now() - started });
+  tell({ type: "predicted", count: chunk.count });
+  if (predictQueue.length) {
+    predictScheduled = true;
+    setTimeout(answerNextChunk, 0);
+  }
 }
