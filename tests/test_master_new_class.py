@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from mlitb.closure import load_closure
+from mlitb.export import to_convnetjs
 from mlitb.model import Net
 from mlitb.verify import verify_with_server
 from mlitb.protocol import result_frame
@@ -112,3 +113,5 @@ async def test_a_new_label_grows_the_running_net_and_clients_get_the_new_layout(
     per_class = closure.metrics[-1]["test_class_accuracy"]  # the test split has no example of the new class
     assert len(per_class) == 11 and per_class[10] is None and all(0 <= a <= 1 for a in per_class[:10])
     assert (await asyncio.to_thread(verify_with_server, closure, system.data_url)).ok
+    exported = to_convnetjs(closure)  # the ConvNetJS export follows: its softmax has the new output
+    assert exported["layers"][-1]["out_depth"] == 11 and exported["layers"][-2]["out_depth"] == 11
