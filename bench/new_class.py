@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.research_system import accuracy, digits_zip, mnist_test_set, running, wait  # noqa: E402
-from mlitb.model.zoo import MNIST_CONVNET  # noqa: E402
+from bench.research_system import accuracy, digits_zip, mnist_test_set, running, wait
+from mlitb.model.zoo import MNIST_CONVNET
 
 
 def main(args: argparse.Namespace) -> None:
@@ -44,7 +44,8 @@ def main(args: argparse.Namespace) -> None:
                      600, "the net grows")
         start = system.closure(pid).training.class_since[9]
         for k in range(0, args.after + 1, 10):
-            wait(lambda: system.api("GET", f"/api/projects/{pid}")["iteration"] >= start + k, 1800, f"iteration {start + k}")
+            goal = start + k
+            wait(lambda goal=goal: system.api("GET", f"/api/projects/{pid}")["iteration"] >= goal, 1800, f"iteration {goal}")
             closures.append(system.closure(pid))  # measured afterwards, so training is not held up
         system.api("POST", f"/api/projects/{pid}/pause")
         system.stop_workers(workers)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.research_system import digits_zip, running, tested_at  # noqa: E402
-from mlitb.model.zoo import MNIST_CONVNET  # noqa: E402
+from bench.research_system import digits_zip, running, tested_at
+from mlitb.model.zoo import MNIST_CONVNET
 
 CHECKPOINTS = (5, 10, 20, 50, 100)
 

@@ -20,9 +20,15 @@ import numpy as np
 
 from mlitb import __version__
 from mlitb.model import Net, SpecError
-from mlitb.optim import OPTIMIZERS, Optimizer, make_optimizer
 from mlitb.model.layout import lr_multipliers
-from mlitb.validate import FieldError, is_number, require_number, require_object, require_text
+from mlitb.optim import OPTIMIZERS, Optimizer, make_optimizer
+from mlitb.validate import (
+    FieldError,
+    is_number,
+    require_number,
+    require_object,
+    require_text,
+)
 
 FORMAT = "mlitb-closure"
 FORMAT_VERSION = 1

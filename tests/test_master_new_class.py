@@ -17,10 +17,19 @@ from websockets.exceptions import ConnectionClosed
 from mlitb.closure import load_closure
 from mlitb.export import to_convnetjs
 from mlitb.model import Net
-from mlitb.verify import verify_with_server
 from mlitb.protocol import result_frame
+from mlitb.verify import verify_with_server
 from tests.datazips import make_zip, png
-from tests.master_support import ADMIN, TINY_LAYERS, System, Trainer, copy_store, mnist_store_dir, running_system, trainer
+from tests.master_support import (
+    ADMIN,
+    TINY_LAYERS,
+    System,
+    Trainer,
+    copy_store,
+    mnist_store_dir,
+    running_system,
+    trainer,
+)
 
 
 @pytest.fixture(scope="module")

@@ -82,8 +82,8 @@ async def test_a_shard_with_other_content_is_named(system):
     blobs[victim] = other  # served under the victim's id: a server that lies about the content
     report = verify_closure(closure, blobs.__getitem__)
     assert not report.ok
-    assert report.problems == [f"shard {victim}: its content hashes to {closure.dataset.shards[0]}, so it holds "
-                               "other examples than the closure was trained and tested on"]
+    assert report.problems == [(f"shard {victim}: its content hashes to {closure.dataset.shards[0]}, so it holds "
+                                "other examples than the closure was trained and tested on")]
 
 
 async def test_the_dashboards_verify_action_runs_it_on_the_master(system):

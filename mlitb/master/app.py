@@ -31,7 +31,11 @@ from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, predict_api, prometheus
 from mlitb.master.checkpoint import Checkpoint
-from mlitb.master.closure_io import project_by_transfer, project_closure, project_from_closure
+from mlitb.master.closure_io import (
+    project_by_transfer,
+    project_closure,
+    project_from_closure,
+)
 from mlitb.master.closure_page import closure_page_policy, render_closure_page
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets

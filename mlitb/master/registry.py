@@ -301,7 +301,7 @@ class Registry:
         try:
             result = await self.evaluator.evaluate(eval_key(rt), params, self._test_source(rt))
         except Exception as exc:  # the closure is still worth having without them
-            log.error("project %s: evaluating the closure's parameters failed: %s", rt.id, exc)
+            log.error("project %s: evaluating the closure's parameters failed: %s", rt.id, exc, exc_info=exc)
             return
         rt.record_evaluation(last, result.loss, result.accuracy, result.class_accuracy)
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mlitb.data.manifest import Manifest
+from mlitb.grow import grow_classes, widen
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, trust
 from mlitb.master.aggregation import (
@@ -35,7 +36,6 @@ from mlitb.master.credit import Ledger
 from mlitb.master.definition import ProjectDef
 from mlitb.master.predict_service import PredictService
 from mlitb.master.settings import Settings
-from mlitb.grow import grow_classes, widen
 from mlitb.master.trust import TrustSettings
 from mlitb.model import Net
 from mlitb.model.layout import lr_multipliers
