@@ -9,8 +9,8 @@ order) then its biases. Exporting to ConvNetJS is therefore a copy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
