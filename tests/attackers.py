@@ -224,6 +224,20 @@ class Record:
         return self.fatal_iteration - self.first_work
 
 
+async def _read_last_words(trainer: Trainer, record: Record) -> None:
+    """The master closed the socket while this client was sending: the frames it sent before closing
+    (a fatal error among them) are still buffered here; read them."""
+    with contextlib.suppress(ConnectionClosed, TimeoutError):
+        for _ in range(1000):  # bounded: a closed socket holds only what arrived before the close
+            async with asyncio.timeout(5):
+                message = await trainer.receive(timeout=None)
+            if message["type"] == "error" and message.get("fatal"):
+                record.fatal, record.fatal_iteration, record.ended = message, record.last_iteration, "fatal"
+                return
+            if message["type"] == "params":
+                record.last_iteration = message["iteration"]
+
+
 class Client:
     """One connection: a `Trainer` plus a cache of decoded shards and gathered example sets."""
 
@@ -310,6 +324,7 @@ async def run_client(ws_url: str, project: str, behaviour: Behaviour, board: Boa
                         return record
         except ConnectionClosed:
             record.ended = "closed"
+            await _read_last_words(trainer, record)
         except asyncio.CancelledError:
             record.ended = "cancelled"
             raise
@@ -325,10 +340,12 @@ class Run:
 
 
 async def run_fleet(ws_url: str, project: str, behaviours: list[Behaviour], iterations: int,
-                    start: Callable[[], Awaitable[Any]], timeout: float = 180.0) -> Run:
+                    start: Callable[[], Awaitable[Any]], timeout: float = 180.0,
+                    until: Callable[[list[Record]], bool] | None = None) -> Run:
     """Connect every behaviour's client to the (paused) project; once each holds its first assignment,
     `start` it, so every client is in from iteration 0; return when an honest client sees the parameters
-    after `iterations` iterations (the clients are then cancelled). TimeoutError after `timeout` s."""
+    after `iterations` iterations and `until(records)` holds, if given (the clients are then cancelled).
+    TimeoutError after `timeout` s."""
     board = Board()
     records = [Record(b.name) for b in behaviours]
     loop = asyncio.get_running_loop()
@@ -339,7 +356,7 @@ async def run_fleet(ws_url: str, project: str, behaviours: list[Behaviour], iter
         return lambda: cached[i].done() or cached[i].set_result(None)
 
     def watch(iteration: int, params: np.ndarray) -> None:
-        if iteration >= iterations and not reached.done():
+        if iteration >= iterations and not reached.done() and (until is None or until(records)):
             reached.set_result(params.copy())
 
     tasks = [asyncio.create_task(run_client(ws_url, project, b, board, r,
@@ -364,7 +381,7 @@ async def run_fleet(ws_url: str, project: str, behaviours: list[Behaviour], iter
     return Run(records, params)
 
 
-async def test_accuracy(store: Any, runtime: Any, params: np.ndarray, examples: int = 10_000) -> float:
+async def held_out_accuracy(store: Any, runtime: Any, params: np.ndarray, examples: int = 10_000) -> float:
     """Test accuracy of `params` on the first `examples` of the project's test split (the master's own
     evaluation code, run here in-process: the attacks' effect, measured without the evaluator's timing)."""
     from mlitb.master.evaluation import TestSource, decode_test_set, evaluate, fetch_test_blobs
