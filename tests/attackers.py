@@ -214,6 +214,7 @@ class Record:
     fatal: dict[str, Any] | None = None  # the fatal error frame, if the master sent one
     fatal_iteration: int | None = None  # the last iteration it had seen when that came
     idle: list[str] = field(default_factory=list)
+    slow_at: int | None = None  # the iteration it was told `idle: excluded` (too slow: no answers)
     ended: str = ""  # fatal / closed / left / cancelled
 
     @property
@@ -304,6 +305,8 @@ async def run_client(ws_url: str, project: str, behaviour: Behaviour, board: Boa
                         on_cached()
                 elif kind == "idle":
                     record.idle.append(message["reason"])
+                    if message["reason"] == "excluded" and record.slow_at is None:
+                        record.slow_at = record.last_iteration
                 elif kind == "error" and message.get("fatal"):
                     record.fatal, record.fatal_iteration, record.ended = message, record.last_iteration, "fatal"
                     return record
