@@ -164,16 +164,18 @@ def test_the_default_rule_bounds_a_scaled_result_and_counts_are_capped_at_the_wo
     assert rt.counters.outliers == 1 and rt.workers[conns[3].id].trust.outliers == 1
 
 
-def test_lies_about_count_and_time_are_refused():
+def test_lies_about_count_and_time_are_refused_and_exclude_the_liar():
     rt = make_runtime()
-    a = join(rt)
+    a, b = join(rt), join(rt)
     step(rt)
-    worker = rt.workers[a.id]
-    too_many = result(0, 1.0, worker.work_examples + 1, rt.param_count)
+    liar = rt.workers[a.id]
+    too_many = result(0, 1.0, liar.work_examples + 1, rt.param_count)
     rt.on_result(a, too_many)
     assert rt.counters.dropped["implausible_count"] == 1
+    assert a.closing and sent_types(a)[-1] == "error" and not liar.trust.trusted, "an impossible count is proof"
     slow = Result(0, np.zeros(rt.param_count, np.float32), 1, 1.0, 0, 3_600_000.0)
-    rt.on_result(a, slow)
+    rt.on_result(b, slow)
     assert rt.counters.dropped["implausible_time"] == 1, "compute_ms beyond the master's own clock"
-    assert worker.trust.refused == {"implausible_count": 1, "implausible_time": 1}
-    assert worker.accepted == 0
+    assert b.closing and "implausible_time" in rt.workers[b.id].trust.excluded
+    assert liar.trust.refused == {"implausible_count": 1} and rt.workers[b.id].trust.refused == {"implausible_time": 1}
+    assert liar.accepted == 0 and rt.workers[b.id].accepted == 0

@@ -573,6 +573,8 @@ class ProjectRuntime:
             self.counters.dropped[reason] += 1
             worker.dropped += 1
             worker.trust.refuse(reason)
+            if reason in trust.PROOF_OF_LIE:
+                self._exclude_liar(worker, reason)
             return
         self.reduction.add(conn.id, result.grad_sum, result.count, worker.work_examples, result.loss_sum,
                            result.correct)
@@ -642,6 +644,15 @@ class ProjectRuntime:
         if trust.timing_problem(result.compute_ms, elapsed_ms, self.trust_settings):
             return "implausible_time"
         return None
+
+    def _exclude_liar(self, worker: Worker, reason: str) -> None:
+        """A result no honest client can send (trust.PROOF_OF_LIE): excluded for good, like a failed check."""
+        what = ("its count exceeds the examples of the work's shards" if reason == "implausible_count"
+                else "its compute_ms exceeds the time the master measured between sending the work and receiving it")
+        worker.trust.exclude(f"sent an impossible result ({reason})")
+        log.warning("project %s: client %s excluded: %s (%s)", self.id, worker.conn.id, what, reason)
+        worker.conn.close(error_frame("untrusted", f"a result of this client is impossible ({reason}: {what}); this "
+                                      "client is excluded from the project", fatal=True))
 
     def _reduction(self, examples: int) -> Reduction:
         return Reduction(self.param_count, self.aggregation, self.centre, self.clip_tau, examples)

@@ -15,6 +15,11 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+# Refusals no honest client can earn: a count above the examples its work listed, or a compute time longer
+# than the master saw pass between sending the work and receiving the result. One is proof of a lie, so the
+# client is excluded like a failed spot check (otherwise it could keep lying at no cost for ever).
+PROOF_OF_LIE = ("implausible_count", "implausible_time")
+
 
 @dataclass(frozen=True)
 class TrustSettings:
