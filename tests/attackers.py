@@ -21,10 +21,11 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from mlitb.closure import Normalization
 from mlitb.data.shards import decode_shard
 from mlitb.model import Net
 from mlitb.protocol import result_frame
-from mlitb.worker.compute import Examples, Normalization, WorkResult, gather, recompute
+from mlitb.worker.compute import WorkExamples, WorkResult, gather, recompute
 from tests.master_support import Trainer
 
 EXAMPLES = 64  # examples an honest client computes per work (one batch)
@@ -244,7 +245,7 @@ class Client:
 
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
-        self.gathered: dict[tuple[str, ...], Examples] = {}
+        self.gathered: dict[tuple[str, ...], WorkExamples] = {}
         self.net: Net | None = None
 
     async def cache_assigned(self, http: httpx.AsyncClient) -> None:

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection
 
+from mlitb.closure import Normalization
 from mlitb.model import Net
 from mlitb.model.classify import classify
 from mlitb.protocol import ProtocolError, f32_array, prediction_frame
-from mlitb.worker.compute import Normalization
 
 
 @dataclass(frozen=True)
