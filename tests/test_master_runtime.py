@@ -179,3 +179,21 @@ def test_lies_about_count_and_time_are_refused_and_exclude_the_liar():
     assert b.closing and "implausible_time" in rt.workers[b.id].trust.excluded
     assert liar.trust.refused == {"implausible_count": 1} and rt.workers[b.id].trust.refused == {"implausible_time": 1}
     assert liar.accepted == 0 and rt.workers[b.id].accepted == 0
+
+
+def test_a_newcomer_claiming_every_example_weighs_no_more_than_twice_the_typical_result():
+    """Inflate-then-leave: until its first checks pass, a client's weight is capped at 2 × the last median count
+    (and in the very first iteration everybody weighs the same)."""
+    rt = make_runtime(aggregation="centered_clip")
+    conns = [join(rt) for _ in range(3)]
+    step(rt)
+    for conn in conns:
+        assert rt._weight_cap(rt.workers[conn.id]) == 1, "nothing known yet: equal weights"
+        rt.on_result(conn, result(0, 1.0, 4, rt.param_count))
+    step(rt)
+    assert rt.typical_count == 4
+    newcomer = rt.workers[conns[0].id]
+    assert rt._weight_cap(newcomer) == min(8, newcomer.work_examples)
+    for _ in range(rt.trust_settings.check_first):
+        newcomer.trust.check_passed()
+    assert rt._weight_cap(newcomer) == newcomer.work_examples, "checked clients weigh what their work holds"

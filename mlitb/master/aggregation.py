@@ -293,6 +293,7 @@ class Reduction:
         self._counts: list[int] = []
         self._caps: list[int] = []
         self.clients: list[str] = []
+        self.counts: list[int] = []
         self.count = 0
         self.loss_sum = 0.0
         self.correct = 0
@@ -311,6 +312,7 @@ class Reduction:
             self._counts.append(count)
             self._caps.append(cap)
         self.clients.append(client_id)
+        self.counts.append(count)
         self.count += count
         self.loss_sum += loss_sum
         self.correct += correct

@@ -249,6 +249,7 @@ class ProjectRuntime:
         self.iteration_params = b""  # the parameters the open iteration's work is computed with
         self.trust_settings = trust.TrustSettings()
         self.banned: set[str] = set()
+        self.typical_count: int | None = None  # the last iteration's median result count (probation weights)
         self.request_check: Callable[[CheckRequest], None] | None = None  # set by the registry
         self.conformance: list[Conformance] = []
         self.credit = credit or Ledger.load(None)
@@ -388,6 +389,8 @@ class ProjectRuntime:
         """Record the iteration that just closed (its optimizer step already taken) and move to the next."""
         total = self.reduction
         self._watch_refusals(closed)
+        if total.counts:
+            self.typical_count = int(np.median(total.counts))
         elapsed = max(now - closed.started, 1e-9)
         c = self.counters
         if total.contributors:  # reduce_step took an optimizer step exactly when a result was accepted
@@ -576,7 +579,7 @@ class ProjectRuntime:
             if reason in trust.PROOF_OF_LIE:
                 self._exclude_liar(worker, reason)
             return
-        self.reduction.add(conn.id, result.grad_sum, result.count, worker.work_examples, result.loss_sum,
+        self.reduction.add(conn.id, result.grad_sum, result.count, self._weight_cap(worker), result.loss_sum,
                            result.correct)
         worker.accepted += 1
         worker.trust.accept(trust.throughput(result.count, elapsed_ms))
@@ -653,6 +656,17 @@ class ProjectRuntime:
         log.warning("project %s: client %s excluded: %s (%s)", self.id, worker.conn.id, what, reason)
         worker.conn.close(error_frame("untrusted", f"a result of this client is impossible ({reason}: {what}); this "
                                       "client is excluded from the project", fatal=True))
+
+    def _weight_cap(self, worker: Worker) -> int:
+        """The most examples a result may weigh: the work's; while the client's first checks are pending, also at
+        most twice the last iteration's median count (before any iteration, 1: everybody weighs the same), so a
+        newcomer claiming every example it holds cannot dominate before its check fails (inflate-then-leave)."""
+        trusted = worker.trust.checks_passed >= self.trust_settings.check_first
+        if trusted or self.aggregation.rule == "mean":  # the plain mean is the undefended baseline
+            return worker.work_examples
+        if self.typical_count is None:
+            return 1
+        return max(1, min(worker.work_examples, 2 * self.typical_count))
 
     def _reduction(self, examples: int) -> Reduction:
         return Reduction(self.param_count, self.aggregation, self.centre, self.clip_tau, examples)
