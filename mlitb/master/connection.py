@@ -27,6 +27,7 @@ from mlitb.protocol import (
     Cached,
     ClientMessage,
     Hello,
+    Moved,
     ProtocolError,
     Result,
     State,
@@ -189,6 +190,8 @@ async def _serve(ws: WebSocket, lobby: Lobby, settings: Settings, stats: Connect
                 session = dispatch(conn, parsed, session, lobby)
                 if isinstance(parsed, Hello):  # welcomed: the limit now fits what this client sends
                     limit.set(message_limit(settings, parsed.role, session.param_count))
+            except Moved as exc:  # another master owns the project (cluster.py): not a bad frame
+                conn.close(exc.frame)
             except ProtocolError as exc:
                 conn.bad_frames += 1
                 stats.bad_frames += 1

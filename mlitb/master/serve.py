@@ -30,6 +30,7 @@ from mlitb.data.catalog import ensure_shipped_datasets, list_datasets
 from mlitb.data.limits import Limits
 from mlitb.http_protocol import protocol_options
 from mlitb.master.app import create_master_app
+from mlitb.master.cluster import cluster_from_env
 from mlitb.master.definition import parse_create
 from mlitb.master.registry import definition_key
 from mlitb.master.settings import Settings
@@ -81,7 +82,9 @@ async def _serve(args: argparse.Namespace) -> int:
         print("mlitb: preparing the shipped datasets (first start takes a few seconds)...", flush=True)
         await ensure_shipped_datasets(store)
         await ensure_demo_project(store, settings)
-        master = _Server(_config(create_master_app(settings, store), args.host, args.port, settings))
+        # Several masters on one Redis (cluster.py): only with a public URL; None keeps the single master.
+        cluster = cluster_from_env(args.redis, getattr(args, "public_url", None), store, os.environ)
+        master = _Server(_config(create_master_app(settings, store, cluster), args.host, args.port, settings))
         data = _Server(_config(create_data_app(store, token, limits=limits, bootstrap=False), args.host, args.data_port, settings))
         servers = [master, data] if args.data_port else [master]
         loop = asyncio.get_running_loop()
