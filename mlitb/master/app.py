@@ -322,7 +322,8 @@ def create_master_app(settings: Settings, store: Store, cluster: Cluster | None 
     if settings.static_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
     app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, **ERROR_HANDLERS},
-                    lifespan=lifespan, middleware=master_middleware(settings))
+                    lifespan=lifespan,
+                    middleware=master_middleware(settings, cluster.peer_origins() if cluster is not None else ()))
     app.state.registry = Registry(cluster.fenced if cluster is not None else store, settings)
     app.state.cluster = cluster
     app.state.stats = ConnectionStats()

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from mlitb.master.fenced_store import FencedStore
 from mlitb.master.lease import Lease, LeaseClient, rendezvous_winner
 from mlitb.protocol import Hello, Moved, moved_frame
+from mlitb.security_headers import origin_of
 from mlitb.store import RedisStore, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class Cluster:
         self._free_since: dict[str, float] = {}
         self._losing: set[str] = set()
         self._task: asyncio.Task | None = None
+        self.peers: tuple[str, ...] = ()  # every master's public URL (MLITB_MASTER_URLS), for the pages' CSP
 
     # ------------------------------------------------------------ keys
 
@@ -297,6 +299,15 @@ class Cluster:
                    if k.definition.get("status") == "running"]
         return min(running)[1] if running else None
 
+    def peer_origins(self) -> tuple[str, ...]:
+        """The other masters a browser page may open a WebSocket to (CSP connect-src), as http and ws origins."""
+        origins = []
+        for url in self.peers:
+            origin = origin_of(url)
+            if origin:
+                origins += [origin, origin.replace("https://", "wss://").replace("http://", "ws://")]
+        return tuple(origins)
+
     def masters_json(self) -> list[dict[str, Any]]:
         return [m.to_json() for m in sorted(self.masters.values(), key=lambda m: m.url)]
 
@@ -332,4 +343,6 @@ def cluster_from_env(redis_url: str | None, public_url: str | None, store, envir
         ttl_s=float(environ.get("MLITB_LEASE_TTL_S", ClusterSettings.ttl_s)),
         scan_s=float(environ.get("MLITB_LEASE_SCAN_S", ClusterSettings.scan_s)),
         rebalance_after_s=float(environ.get("MLITB_REBALANCE_AFTER_S", ClusterSettings.rebalance_after_s)))
-    return Cluster(redis_url, public_url, store, settings, environ.get("MLITB_MASTER_ID") or None)
+    cluster = Cluster(redis_url, public_url, store, settings, environ.get("MLITB_MASTER_ID") or None)
+    cluster.peers = tuple(u.strip() for u in environ.get("MLITB_MASTER_URLS", "").split(",") if u.strip())
+    return cluster

@@ -19,13 +19,15 @@ from mlitb.security_headers import SecurityHeadersMiddleware, origin_of, page_po
 CLOSURE_UPLOAD = ("POST", r"/api/projects/from-closure", "MLITB_MAX_CLOSURE_BYTES")
 
 
-def master_middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: every answer gets the headers, refusals of oversized bodies included."""
+def master_middleware(settings: Settings, peer_origins: tuple[str, ...] = ()) -> list[Middleware]:
+    """Outermost first: every answer gets the headers, refusals of oversized bodies included.
+
+    `peer_origins`: the other masters' (several masters, cluster.py), which browsers may follow `moved` to."""
     method, path, _setting = CLOSURE_UPLOAD
     limits = BodyLimits(settings.max_body_bytes, settings.http_read_timeout_s,
                         overrides=((method, path, settings.max_closure_bytes),))
     return [
-        Middleware(SecurityHeadersMiddleware, policy=page_policy([origin_of(settings.data_url)])),
+        Middleware(SecurityHeadersMiddleware, policy=page_policy([origin_of(settings.data_url), *peer_origins])),
         Middleware(BodyLimitMiddleware, limits=limits),
     ]
 
