@@ -55,6 +55,7 @@ class ClusterSystem:
     count: int = 3
     ttl_s: float = 2.0
     checkpoint_every: int = 5
+    rebalance_after_s: float = 600.0
     masters: list[MasterProcess] = field(default_factory=list)
     workers: list[WorkerProcess] = field(default_factory=list)
 
@@ -69,13 +70,18 @@ class ClusterSystem:
         master.starts += 1
         log = open(self.tmp / f"master-{master.index}-{master.starts}.log", "wb")
         env = {**_env(), "MLITB_PUBLIC_URL": master.url, "MLITB_MASTER_ID": master.id,
-               "MLITB_LEASE_TTL_S": str(self.ttl_s), "MLITB_LEASE_SCAN_S": "0.25", "MLITB_REBALANCE_AFTER_S": "600"}
+               "MLITB_LEASE_TTL_S": str(self.ttl_s), "MLITB_LEASE_SCAN_S": "0.25", "MLITB_REBALANCE_AFTER_S": str(self.rebalance_after_s)}
         master.proc = subprocess.Popen(
             [sys.executable, "-m", "mlitb.cli", "serve", "--port", str(master.port), "--data-port",
              str(master.data_port), "--data-dir", str(self.tmp / f"data-{master.index}"), "--redis", self.redis_url,
              "--checkpoint-every", str(self.checkpoint_every)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(master.port, timeout=90, process=master.proc)
+
+    def stop_master(self, master: MasterProcess) -> None:
+        """SIGTERM, as an operator would: final checkpoints, then the leases are given up at once."""
+        master.proc.send_signal(signal.SIGTERM)
+        master.proc.wait(timeout=60)
 
     def close(self) -> None:
         for worker in self.workers:
@@ -164,7 +170,11 @@ class CheckpointSampler:
     def _run(self) -> None:
         last = None
         while not self._stop.is_set():
-            raw = self.client.get(self.key)
+            try:
+                raw = self.client.get(self.key)
+            except redis.ConnectionError:  # a Redis restart in the test: sample again when it is back
+                self._stop.wait(0.1)
+                continue
             if raw is not None and raw != last:
                 last = raw
                 self.iterations.append(Checkpoint.decode(raw).iteration)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mlitb.master.lease import rendezvous_winner
 from tests.cluster_system import CheckpointSampler, ClusterSystem, wait_iterating
 from tests.helpers import poll_until
 from tests.redis_process import redis_process
@@ -27,9 +28,10 @@ OPTIMIZER = {"name": "adam", "learning_rate": 0.002}
 
 
 @contextlib.contextmanager
-def cluster(tmp: Path, count: int) -> Iterator[ClusterSystem]:
+def cluster(tmp: Path, count: int, rebalance_after_s: float = 600.0) -> Iterator[ClusterSystem]:
     with redis_process(persist=True) as server:
-        system = ClusterSystem(tmp, server.url, count=count, checkpoint_every=N)
+        system = ClusterSystem(tmp, server.url, count=count, checkpoint_every=N, rebalance_after_s=rebalance_after_s)
+        system.redis = server
         try:
             system.start()
             yield system
@@ -107,3 +109,51 @@ def test_split_brain_a_frozen_owner_never_writes_after_losing_its_lease(tmp_path
         woken = system.get(frozen, "/api/masters")
         assert project_id not in next(m for m in woken if m["id"] == frozen.id)["projects"]
         assert system.project_on(frozen, project_id)["owner"]["id"] == other.id  # its API sends you on
+
+
+def test_sigterm_hands_over_at_once_and_a_rejoining_master_moves_it_back_only_once(tmp_path: Path):
+    with cluster(tmp_path, 2, rebalance_after_s=3.0) as system:
+        project_id, _ = start_training(system)
+        first, second = system.masters
+        with CheckpointSampler(system.redis_url, project_id) as sampler:
+            last_seen = system.project_on(first, project_id)["iteration"]
+            system.stop_master(first)  # SIGTERM: final checkpoint, lease deleted
+            poll_until(lambda: system.owner(project_id) == (second.id, 2), timeout=30, what="the hand-over to m1")
+            resumed_from = wait_iterating(system, second, project_id, beyond=0)["iteration"]
+            assert resumed_from >= last_seen  # a graceful stop loses nothing
+            poll_until(lambda: system.project_on(second, project_id)["trainers"] == 2, timeout=60,
+                       what="both workers following to m1")
+
+            system.start_master(first)  # rejoins; the project goes back only if m0 is its rendezvous winner
+            expected = rendezvous_winner(project_id, [first.id, second.id])
+            expected_epoch = 3 if expected == first.id else 2
+            poll_until(lambda: system.owner(project_id) == (expected, expected_epoch), timeout=60,
+                       what=f"the project settling on its rendezvous winner {expected}")
+            settled_at = system.project_on(system.master(expected), project_id)["iteration"]
+            poll_until(lambda: (p := system.project_on(system.master(expected), project_id))["iteration"]
+                       > settled_at + 3 * N and p["trainers"] == 2, timeout=90,
+                       what="training going on where it settled, with both workers")
+        assert system.owner(project_id) == (expected, expected_epoch)  # no ping-pong: it moved at most once
+        assert_never_backwards(sampler.iterations)
+
+
+def test_a_redis_restart_stops_unfenceable_projects_and_they_resume_after(tmp_path: Path):
+    with cluster(tmp_path, 2) as system:
+        project_id, _ = start_training(system)
+        owner = system.masters[0]
+        with CheckpointSampler(system.redis_url, project_id) as sampler:
+            system.redis.stop()  # kill -9 of Redis; its append-only file keeps the epochs
+            poll_until(lambda: f"master {owner.id} stops project {project_id}: its lease expired" in system.logs(),
+                       timeout=30, what="the owner stopping the project it can no longer fence")
+            stopped_at = len(sampler.iterations)
+            system.redis.start()
+            owner_id, epoch = poll_until(lambda: (o := system.owner(project_id))[1] >= 2 and o[0] and o, timeout=30,
+                                         what="a master acquiring the lease again after the restart")
+            back = system.master(owner_id)
+            resumed_from = wait_iterating(system, back, project_id, beyond=0)["iteration"]
+            poll_until(lambda: (p := system.project_on(back, project_id))["trainers"] == 2
+                       and p["iteration"] > resumed_from + 2 * N, timeout=90,
+                       what="training going on after the Redis restart with both workers")
+        assert epoch == 2
+        assert_never_backwards(sampler.iterations)
+        assert len(sampler.iterations) > stopped_at

@@ -133,14 +133,19 @@ class Cluster:
             self._task = None
 
     async def _run(self) -> None:
+        failing = False
         while True:
             try:
                 await self.scan()
-            except StoreUnavailable as exc:
-                log.warning("cluster scan skipped, Redis is unavailable: %s", exc)
+                if failing:
+                    log.warning("master %s: Redis answers again, claiming and renewing leases", self.id)
+                failing = False
+            except Exception as exc:  # Redis away, or one bad round: membership goes on, the next scan retries
+                if not failing:
+                    log.warning("master %s: cluster scan failed (%s: %s); projects whose lease runs out stop "
+                                "here until Redis answers", self.id, type(exc).__name__, exc)
+                failing = True
                 await self._drop_expired()
-            except Exception:  # one bad round must not end membership; the next scan tries again
-                log.exception("cluster scan failed")
             await asyncio.sleep(self.settings.scan_s)
 
     # ------------------------------------------------------------ one round
