@@ -162,7 +162,10 @@ async def patch_project(request: Request) -> Response:
 
 async def delete_project(request: Request) -> Response:
     admin(request)
-    await registry_of(request).delete(project_of(request))
+    rt = project_of(request)
+    await registry_of(request).delete(rt)
+    if request.app.state.cluster is not None:
+        await request.app.state.cluster.forget(rt.id)
     return Response(status_code=204)
 
 

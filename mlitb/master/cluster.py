@@ -245,6 +245,13 @@ class Cluster:
             raise StoreError(f"project {project_id!r} is already owned by another master")
         self.held[project_id] = lease
 
+    async def forget(self, project_id: str) -> None:
+        """A deleted project: its lease goes (its epoch stays, so a late write of the old state is still refused)."""
+        lease = self.held.pop(project_id, None)
+        if lease is not None:
+            with contextlib.suppress(StoreError):
+                await self.leases.release(lease, self.id)
+
     def fence(self, rt: ProjectRuntime) -> None:
         lease = self.held.get(rt.id)
         rt.cluster = self  # type: ignore[attr-defined]  # the API shows owner and epoch from here
