@@ -70,7 +70,8 @@ class ClusterSystem:
         master.starts += 1
         log = open(self.tmp / f"master-{master.index}-{master.starts}.log", "wb")
         env = {**_env(), "MLITB_PUBLIC_URL": master.url, "MLITB_MASTER_ID": master.id,
-               "MLITB_LEASE_TTL_S": str(self.ttl_s), "MLITB_LEASE_SCAN_S": "0.25", "MLITB_REBALANCE_AFTER_S": str(self.rebalance_after_s)}
+               "MLITB_LEASE_TTL_S": str(self.ttl_s), "MLITB_LEASE_SCAN_S": "0.25", "MLITB_REBALANCE_AFTER_S": str(self.rebalance_after_s),
+               "MLITB_MASTER_URLS": ",".join(m.url for m in self.masters)}
         master.proc = subprocess.Popen(
             [sys.executable, "-m", "mlitb.cli", "serve", "--port", str(master.port), "--data-port",
              str(master.data_port), "--data-dir", str(self.tmp / f"data-{master.index}"), "--redis", self.redis_url,

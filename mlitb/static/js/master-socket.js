@@ -38,6 +38,7 @@ export class MasterSocket {
     socket.onopen = () => {
       opened = true;
       this.attempt = 0;
+      this.learnMasters(socket.url);
       this.send(this.hello());
       this.onStatus("connected");
     };
@@ -74,6 +75,16 @@ export class MasterSocket {
       this.onStatus("reconnecting", { code: event.code, retryInMs, attempt: this.attempt });
       setTimeout(() => !this.closed && this.connect(), retryInMs);
     };
+  }
+
+  // The other masters of a tier (GET /api/masters), to fail over to when this one vanishes. Only the
+  // page's own origin answers it (the API sends no CORS headers); elsewhere it just fails quietly.
+  learnMasters(wsUrl) {
+    const url = new URL("/api/masters", wsUrl.replace(/^ws/, "http"));
+    if (typeof location !== "undefined" && url.origin !== location.origin) return;
+    fetch(url).then((r) => (r.ok ? r.json() : [])).then((masters) => {
+      this.masters.learn(masters.map((m) => m?.url));
+    }).catch(() => {});
   }
 
   get open() {
