@@ -123,7 +123,12 @@ class ClusterSystem:
         return next(m for m in self.masters if m.id == master_id)
 
     def project_on(self, master: MasterProcess, project_id: str) -> dict[str, Any]:
-        return self.get(master, f"/api/projects/{project_id}")
+        """The project as `master` shows it (following its redirect to the owner); while it is between
+        owners (503) or that master is down, a project that is nowhere: no iteration, no trainers."""
+        try:
+            return self.get(master, f"/api/projects/{project_id}")
+        except httpx.HTTPError:
+            return {"iteration": -1, "trainers": -1, "workers": [], "owner": None, "metrics": None}
 
     def create_project(self, master: MasterProcess, **fields: Any) -> str:
         dataset = next(d for d in httpx.get(f"http://127.0.0.1:{master.data_port}/datasets", timeout=30).json()["datasets"]
@@ -187,11 +192,8 @@ def wait_iterating(system: ClusterSystem, master: MasterProcess, project_id: str
     """Poll `master` until it owns the project and shows an iteration past `beyond`."""
 
     def check() -> dict[str, Any] | None:
-        try:
-            project = system.project_on(master, project_id)
-        except httpx.HTTPError:
-            return None
-        return project if project.get("iteration", -1) > beyond and project.get("trainers") is not None else None
+        project = system.project_on(master, project_id)
+        return project if project.get("iteration", -1) > beyond and project.get("trainers", -1) >= 0 else None
 
     return poll_until(check, timeout=timeout, what=f"project {project_id} iterating past {beyond} via {master.url}")
 

@@ -17,7 +17,9 @@ import pytest
 import pytest_asyncio
 
 from tests.browser_support import chromium, new_context, open_page
-from tests.cluster_system import ClusterSystem
+import signal
+
+from tests.cluster_system import CheckpointSampler, ClusterSystem, wait_iterating
 from tests.helpers import poll_until
 from tests.redis_process import redis_process
 
@@ -33,10 +35,10 @@ async def browser():
         yield browser
 
 
-@pytest.fixture
-def system(tmp_path: Path):
+@pytest.fixture(params=[2])
+def system(tmp_path: Path, request):
     with redis_process(persist=True) as server:
-        running = ClusterSystem(tmp_path, server.url, count=2, checkpoint_every=N)
+        running = ClusterSystem(tmp_path, server.url, count=request.param, checkpoint_every=N)
         try:
             running.start()
             yield running
@@ -81,5 +83,56 @@ async def test_a_tab_follows_its_project_to_the_next_master_after_kill_9(system:
             "shards were downloaded again after the move"
         unexpected = [e for e in volunteer.errors if "ERR_CONNECTION_REFUSED" not in e]
         assert not unexpected, "console errors:\n" + "\n".join(unexpected)
+    finally:
+        await context.close()
+
+
+ACCURACY = 0.85  # MNIST softmax regression: a target it passes in a few dozen iterations
+
+
+def accuracy_on(system: ClusterSystem, master, project_id: str) -> float:
+    latest = system.project_on(master, project_id).get("metrics") or {}
+    return latest.get("test_accuracy") or 0.0
+
+
+@pytest.mark.parametrize("system", [3], indirect=True)
+async def test_chaos_kill_9_then_sigstop_and_the_project_reaches_its_target(system: ClusterSystem, browser):
+    """Redis + 3 masters + 2 Python workers + a tab: kill -9 the owner, freeze the next past its lease,
+    wake it: the project reaches its accuracy target, its checkpoints never go backwards, epochs 1→2→3."""
+    first = system.masters[0]
+    project_id = system.create_project(first, iteration_ms=ITERATION_MS, eval_every=N,
+                                       optimizer={"name": "adam", "learning_rate": 0.002})
+    for _ in range(2):
+        system.start_worker(system.masters[1], project_id)
+    context = await new_context(browser)
+    try:
+        volunteer = await open_page(context, f"{first.url}/?project={project_id}")
+        page = volunteer.page
+        await page.wait_for_function("!document.getElementById('contribute').disabled")
+        await page.fill("#trainers", "1")
+        await page.click("#contribute")
+        with CheckpointSampler(system.redis_url, project_id) as sampler:
+            await poll(lambda: browser_accepted(system, first, project_id) >= 2
+                       and system.project_on(first, project_id)["trainers"] == 3, timeout=120,
+                       what="two workers and the tab training on the first owner")
+            first.proc.kill()
+            first.proc.wait(timeout=30)
+            second_id = await poll(lambda: (o := system.owner(project_id))[1] == 2 and o[0], timeout=30,
+                                   what="a second owner (epoch 2)")
+            second = system.master(second_id)
+            await asyncio.to_thread(wait_iterating, system, second, project_id, 0)
+            second.proc.send_signal(signal.SIGSTOP)
+            third_id = await poll(lambda: (o := system.owner(project_id))[1] == 3 and o[0], timeout=30,
+                                  what="a third owner (epoch 3) while the second is frozen")
+            third = system.master(third_id)
+            await asyncio.to_thread(wait_iterating, system, third, project_id, 0)
+            second.proc.send_signal(signal.SIGCONT)
+            await poll(lambda: accuracy_on(system, third, project_id) >= ACCURACY, timeout=300,
+                       what=f"test accuracy {ACCURACY} on the third owner")
+            await poll(lambda: browser_accepted(system, third, project_id) >= 1, timeout=120,
+                       what="the tab training on the third owner")
+        assert system.owner(project_id) == (third_id, 3)  # the woken master never took it back
+        assert all(b >= a for a, b in zip(sampler.iterations, sampler.iterations[1:])), sampler.iterations
+        assert all(w.proc.poll() is None for w in system.workers)
     finally:
         await context.close()

@@ -301,7 +301,7 @@ class Cluster:
         if project_id in self.held:
             return MasterInfo(self.id, self.public_url, self.since, sorted(self.held)), self.held[project_id].epoch
         known = self.known.get(project_id)
-        if known is None or known.owner is None:
+        if known is None or known.owner is None or known.owner == self.id:  # (ours but just lost: nobody yet)
             return None, known.epoch if known else 0
         return self.masters.get(known.owner), known.epoch
 
