@@ -158,7 +158,7 @@ class Cluster:
 
     async def _heartbeat(self) -> None:
         info = MasterInfo(self.id, self.public_url, self.since, sorted(self.held))
-        await self.leases._call(self.redis.set(self._master_key(self.id), json.dumps(info.to_json()),
+        await self.leases.call(self.redis.set(self._master_key(self.id), json.dumps(info.to_json()),
                                                px=int(self.settings.ttl_s * 1000)))
 
     async def _renew(self) -> None:
@@ -176,7 +176,7 @@ class Cluster:
     async def _read_masters(self) -> None:
         pattern = f"{self.store.namespace}:cluster/masters/*"
         keys = [k async for k in self.redis.scan_iter(match=pattern, count=1000)]
-        values = await self.leases._call(self.redis.mget(keys)) if keys else []
+        values = await self.leases.call(self.redis.mget(keys)) if keys else []
         masters = {}
         for raw in values:
             if raw:

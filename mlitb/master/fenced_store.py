@@ -48,7 +48,7 @@ class FencedStore(Store):
             if project is None:
                 plain[key] = value
             else:
-                by_project[project][self.inner._k(key)] = value
+                by_project[project][self.inner.full_key(key)] = value
         if plain:
             await self.inner.put_many(plain)
         refused: Fenced | None = None
@@ -67,7 +67,7 @@ class FencedStore(Store):
         by_project: dict[str, list[str]] = defaultdict(list)
         for key in keys:
             if (project := project_of_key(key)) is not None:
-                by_project[project].append(self.inner._k(key))
+                by_project[project].append(self.inner.full_key(key))
         for project, full in by_project.items():
             await self._fenced(project, lambda epoch, f=full, p=project: self.leases.fenced_delete(p, epoch, f))
 

@@ -121,7 +121,7 @@ class LeaseClient:
     def epoch_key(self, project_id: str) -> str:
         return f"{self.namespace}:cluster/epoch/{check_key(project_id)}"
 
-    async def _call(self, coro):
+    async def call(self, coro):
         import redis.exceptions
 
         try:
@@ -132,14 +132,14 @@ class LeaseClient:
     async def acquire(self, project_id: str, master_id: str, ttl_s: float) -> Lease | None:
         """The lease with a new epoch, or None when another master holds it."""
         sent = time.monotonic()
-        epoch = await self._call(self._acquire(keys=[self.lease_key(project_id), self.epoch_key(project_id)],
+        epoch = await self.call(self._acquire(keys=[self.lease_key(project_id), self.epoch_key(project_id)],
                                                args=[master_id, int(ttl_s * 1000)]))
         return Lease(project_id, int(epoch), sent + ttl_s, sent) if epoch else None
 
     async def renew(self, lease: Lease, master_id: str, ttl_s: float) -> bool:
         """Extend the lease; False when it is lost (then stop at once: another master may be running it)."""
         sent = time.monotonic()
-        ok = await self._call(self._renew(keys=[self.lease_key(lease.project_id), self.epoch_key(lease.project_id)],
+        ok = await self.call(self._renew(keys=[self.lease_key(lease.project_id), self.epoch_key(lease.project_id)],
                                           args=[master_id, lease.epoch, int(ttl_s * 1000)]))
         if ok:
             lease.valid_until = sent + ttl_s
@@ -147,12 +147,12 @@ class LeaseClient:
 
     async def release(self, lease: Lease, master_id: str) -> None:
         lease.valid_until = 0.0
-        await self._call(self._release(keys=[self.lease_key(lease.project_id), self.epoch_key(lease.project_id)],
+        await self.call(self._release(keys=[self.lease_key(lease.project_id), self.epoch_key(lease.project_id)],
                                        args=[master_id, lease.epoch]))
 
     async def holder(self, project_id: str) -> tuple[str | None, int]:
         """Who holds the lease now (None: nobody) and the project's current epoch."""
-        owner, epoch = await self._call(self.redis.mget(self.lease_key(project_id), self.epoch_key(project_id)))
+        owner, epoch = await self.call(self.redis.mget(self.lease_key(project_id), self.epoch_key(project_id)))
         return (owner.decode() if owner else None), int(epoch or 0)
 
     async def fenced_write(self, project_id: str, epoch: int, items: Mapping[str, bytes]) -> None:
@@ -163,6 +163,6 @@ class LeaseClient:
         await self._fenced(project_id, epoch, "del", keys, [])
 
     async def _fenced(self, project_id: str, epoch: int, op: str, keys: list[str], values: list[bytes]) -> None:
-        ok = await self._call(self._write(keys=[self.epoch_key(project_id), *keys], args=[epoch, op, *values]))
+        ok = await self.call(self._write(keys=[self.epoch_key(project_id), *keys], args=[epoch, op, *values]))
         if not ok:
             raise Fenced(project_id, epoch)
