@@ -15,11 +15,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mlitb.master.lease import rendezvous_winner
 from tests.cluster_system import CheckpointSampler, ClusterSystem, wait_iterating
-from tests.helpers import poll_until
+from tests.helpers import TOKEN, poll_until
 from tests.redis_process import redis_process
 
 N = 5  # checkpoint every N iterations
@@ -157,3 +158,28 @@ def test_a_redis_restart_stops_unfenceable_projects_and_they_resume_after(tmp_pa
         assert epoch == 2
         assert_never_backwards(sampler.iterations)
         assert len(sampler.iterations) > stopped_at
+
+
+def test_every_master_answers_for_every_project_and_admin_actions_reach_the_owner(tmp_path: Path):
+    with cluster(tmp_path, 2) as system:
+        owner, other = system.masters
+        project_id = system.create_project(owner, iteration_ms=ITERATION_MS, optimizer=OPTIMIZER, eval_every=N)
+        listed = poll_until(lambda: [p for p in system.get(other, "/api/projects") if p["id"] == project_id],
+                            timeout=30, what="the other master listing the project from Redis")
+        assert listed[0]["owner"] == {"id": owner.id, "url": owner.url} and listed[0]["epoch"] == 1
+        shown = httpx.get(f"{other.url}/api/projects/{project_id}", timeout=10)  # forwarded, not redirected
+        assert shown.status_code == 200 and shown.json()["owner"]["id"] == owner.id and "layers" in shown.json()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        paused = httpx.post(f"{other.url}/api/projects/{project_id}/pause", headers=auth, timeout=30)
+        assert paused.status_code == 200 and paused.json()["status"] == "paused"
+        assert system.project_on(owner, project_id)["status"] == "paused"  # applied on the owner
+        refused = httpx.post(f"{other.url}/api/projects/{project_id}/start", timeout=30)
+        assert refused.status_code == 401  # the owner still asks for the token
+        patched = httpx.patch(f"{other.url}/api/projects/{project_id}", json={"iteration_ms": 500}, headers=auth,
+                              timeout=30)
+        assert patched.status_code == 200 and patched.json()["iteration_ms"] == 500
+        started = httpx.post(f"{other.url}/api/projects/{project_id}/start", headers=auth, timeout=30)
+        assert started.json()["status"] == "running"
+        assert system.owner(project_id) == (owner.id, 1)  # nothing moved: the owner applied every action
+        masters = system.get(other, "/api/masters")
+        assert {m["id"]: m["url"] for m in masters} == {owner.id: owner.url, other.id: other.url}

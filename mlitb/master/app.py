@@ -35,6 +35,7 @@ from mlitb.master.closure_io import project_closure, project_from_closure
 from mlitb.master.closure_page import closure_page_policy, render_closure_page
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
+from mlitb.master.forward import OwnedElsewhere, forward
 from mlitb.master.definition import (
     ValidationError,
     check_layers,
@@ -69,7 +70,7 @@ def admin(request: Request) -> None:
 def project_of(request: Request) -> ProjectRuntime:
     rt = registry_of(request).projects.get(request.path_params["id"])
     if rt is None:
-        redirect_to_owner(request)
+        send_to_owner(request)
         raise HTTPException(404, f"no project {request.path_params['id']!r}; GET /api/projects lists them")
     return rt
 
@@ -324,7 +325,7 @@ def create_master_app(settings: Settings, store: Store, cluster: Cluster | None 
     routes = list(ROUTES)
     if settings.static_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
-    app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, **ERROR_HANDLERS},
+    app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, OwnedElsewhere: forward, **ERROR_HANDLERS},
                     lifespan=lifespan,
                     middleware=master_middleware(settings, cluster.peer_origins() if cluster is not None else ()))
     app.state.registry = Registry(cluster.fenced if cluster is not None else store, settings)
@@ -404,16 +405,14 @@ async def _field_error(request: Request, exc: Exception) -> Response:
 # ------------------------------------------------------------ several masters (cluster.py)
 
 
-def redirect_to_owner(request: Request) -> None:
-    """On a master that does not own the project: 307 to the same path on its owner (method and body kept)."""
+def send_to_owner(request: Request) -> None:
+    """On a master that does not own the project: the request goes to its owner (forward.py)."""
     cluster = request.app.state.cluster
     if cluster is None:
         return
     owner, _epoch = cluster.owner_of(request.path_params["id"])
     if owner is not None and owner.id != cluster.id:
-        target = owner.url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise HTTPException(307, f"project {request.path_params['id']!r} is owned by {owner.url}",
-                            headers={"Location": target})
+        raise OwnedElsewhere(owner.url)
     if request.path_params["id"] in cluster.known:
         raise HTTPException(503, f"project {request.path_params['id']!r} is moving between masters; retry in a few "
                                  "seconds", headers={"Retry-After": "2"})
