@@ -26,9 +26,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.cluster_system import ClusterSystem  # noqa: E402  (the tests' real-process harness)
-from tests.helpers import poll_until  # noqa: E402
-from tests.redis_process import redis_process  # noqa: E402
+from tests.cluster_system import ClusterSystem
+from tests.helpers import poll_until
+from tests.redis_process import redis_process
 
 N = 5
 ITERATION_MS = 300
@@ -56,18 +56,18 @@ def run(ttl_s: float, kills: int) -> dict:
             for _ in range(kills):
                 owner_id = poll_until(lambda: system.owner(project_id)[0], timeout=60, what="an owner")
                 owner = system.master(owner_id)
-                poll_until(lambda: (p := system.project_on(owner, project_id))["trainers"] == 2 and
+                poll_until(lambda o=owner: (p := system.project_on(o, project_id))["trainers"] == 2 and
                            p["iteration"] >= 2 * N, timeout=120, what="two trainers on the owner")
                 last_seen = system.project_on(owner, project_id)["iteration"]
                 owner.proc.kill()
                 killed = time.monotonic()
                 owner.proc.wait(timeout=30)
-                new_id = poll_until(lambda: (o := system.owner(project_id)[0]) not in (None, owner_id) and o,
+                new_id = poll_until(lambda old=owner_id: (o := system.owner(project_id)[0]) not in (None, old) and o,
                                     timeout=60, what="a new owner")
                 new = system.master(new_id)
-                resumed_from = poll_until(lambda: iteration_on(system, new, project_id), timeout=60,
+                resumed_from = poll_until(lambda m=new: iteration_on(system, m, project_id), timeout=60,
                                           what="the project on the new owner")
-                poll_until(lambda: (i := iteration_on(system, new, project_id)) is not None and i > resumed_from,
+                poll_until(lambda m=new, r=resumed_from: (i := iteration_on(system, m, project_id)) is not None and i > r,
                            timeout=60, what="an iteration on the new owner", interval=0.05)
                 times.append(time.monotonic() - killed)
                 lost.append(max(0, last_seen - resumed_from))

@@ -11,14 +11,13 @@ page is never reloaded and its shard counters show no new download.
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from tests.browser_support import chromium, new_context, open_page
-import signal
-
 from tests.cluster_system import CheckpointSampler, ClusterSystem, wait_iterating
 from tests.helpers import poll_until
 from tests.redis_process import redis_process

@@ -10,13 +10,13 @@ iteration must never go backwards (a stale owner's late write would).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from mlitb.master.lease import rendezvous_winner
 from tests.cluster_system import CheckpointSampler, ClusterSystem, wait_iterating
@@ -56,7 +56,7 @@ def start_training(system: ClusterSystem, workers: int = 2) -> tuple[str, int]:
 
 def assert_never_backwards(iterations: list[int]) -> None:
     assert iterations, "no checkpoint was ever seen"
-    assert all(b >= a for a, b in zip(iterations, iterations[1:])), f"checkpoint iterations went back: {iterations}"
+    assert all(b >= a for a, b in itertools.pairwise(iterations)), f"checkpoint iterations went back: {iterations}"
 
 
 def test_kill_9_of_the_owner_fails_over_and_the_workers_follow(tmp_path: Path):

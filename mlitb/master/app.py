@@ -30,12 +30,11 @@ from mlitb.data.catalog import get_manifest
 from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, prometheus
-from mlitb.master.cluster import Cluster, ClusterLobby
 from mlitb.master.closure_io import project_closure, project_from_closure
 from mlitb.master.closure_page import closure_page_policy, render_closure_page
+from mlitb.master.cluster import Cluster, ClusterLobby
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
-from mlitb.master.forward import OwnedElsewhere, forward
 from mlitb.master.definition import (
     ValidationError,
     check_layers,
@@ -43,6 +42,7 @@ from mlitb.master.definition import (
     parse_create,
     parse_patch,
 )
+from mlitb.master.forward import OwnedElsewhere, forward
 from mlitb.master.hardening import check_project_cap, master_middleware, model_limits
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime

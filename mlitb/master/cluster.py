@@ -38,7 +38,7 @@ from mlitb.master.fenced_store import FencedStore
 from mlitb.master.lease import Lease, LeaseClient, rendezvous_winner
 from mlitb.protocol import Hello, Moved, moved_frame
 from mlitb.security_headers import origin_of
-from mlitb.store import RedisStore, StoreError, StoreUnavailable
+from mlitb.store import RedisStore, StoreError
 
 if TYPE_CHECKING:
     from mlitb.master.connection import Connection
@@ -140,7 +140,7 @@ class Cluster:
                 if failing:
                     log.warning("master %s: Redis answers again, claiming and renewing leases", self.id)
                 failing = False
-            except Exception as exc:  # Redis away, or one bad round: membership goes on, the next scan retries
+            except Exception as exc:  # noqa: BLE001  # Redis away, or one bad round: membership goes on, the next scan retries
                 if not failing:
                     log.warning("master %s: cluster scan failed (%s: %s); projects whose lease runs out stop "
                                 "here until Redis answers", self.id, type(exc).__name__, exc)
@@ -199,9 +199,9 @@ class Cluster:
             winner = rendezvous_winner(project_id, live)
             if owner is None:
                 free_since = self._free_since.setdefault(project_id, now)
-                if winner == self.id or now - free_since >= self.settings.ttl_s:
-                    if await self.claim(project_id):
-                        owner, epoch = self.id, self.held[project_id].epoch
+                due = winner == self.id or now - free_since >= self.settings.ttl_s
+                if due and await self.claim(project_id):
+                    owner, epoch = self.id, self.held[project_id].epoch
             else:
                 self._free_since.pop(project_id, None)
             known[project_id] = Known(owner, epoch, json.loads(raw))

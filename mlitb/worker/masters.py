@@ -16,8 +16,7 @@ from typing import Any
 def http_base(url: str) -> str:
     """`ws://h:1/ws` and `http://h:1/` both → `http://h:1` (how masters are compared and listed)."""
     url = url.rstrip("/")
-    if url.endswith("/ws"):
-        url = url[:-3]
+    url = url.removesuffix("/ws")
     for ws, http in (("ws://", "http://"), ("wss://", "https://")):
         if url.startswith(ws):
             url = http + url[len(ws):]
