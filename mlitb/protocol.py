@@ -370,3 +370,20 @@ def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: flo
             "batches": [int(b) for b in batches] if batches is not None else [int(count)],
         }
     )
+
+
+def moved_frame(project: str | None, url: str | None, masters: list[str]) -> bytes:
+    """Another master owns the project (several masters on one Redis, docs/deploy.md): reconnect to `url`.
+
+    `url` is None while no master owns it yet (a hand-over in progress): retry
+    after a short backoff on any of `masters`, the live masters' public URLs.
+    """
+    return encode({"type": "moved", "project": project, "url": url, "masters": masters})
+
+
+class Moved(ProtocolError):
+    """Raised by a lobby that does not own the project; the connection answers with `frame` and closes."""
+
+    def __init__(self, frame: bytes, message: str) -> None:
+        super().__init__("moved", message, fatal=True)
+        self.frame = frame

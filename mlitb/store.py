@@ -208,6 +208,10 @@ class RedisStore(Store):
     def _k(self, key: str) -> str:
         return f"{self.namespace}:{check_key(key)}"
 
+    def full_key(self, key: str) -> str:
+        """The Redis key of a store key (for Lua scripts that write it, e.g. the fenced writes of lease.py)."""
+        return self._k(key)
+
     async def _call(self, coro):
         import redis.exceptions
 

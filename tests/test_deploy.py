@@ -107,3 +107,22 @@ def test_deploy_doc_names_the_same_commands():
     for service in APP_SERVICES.values():
         assert " ".join(service["command"][:3]) in doc
     assert "docker compose up" in doc and "MLITB_REDIS_URL" in doc
+
+
+def test_the_several_masters_compose_variant_agrees_with_the_cli():
+    """docker-compose.masters.yml (docs/deploy.md, shape 4): 2 masters with their own public URLs, 2 data servers."""
+    services = yaml.safe_load((REPO / "docker-compose.masters.yml").read_text())["services"]
+    assert set(services) == {"redis", "master1", "master2", "data1", "data2"}
+    known = _variables_the_code_reads()
+    for name in ("master1", "master2"):
+        args = _parse(services[name]["command"])
+        environment = services[name]["environment"]
+        assert args.command == "serve" and args.host == "0.0.0.0"
+        assert [int(m.split(":")[-1]) for m in services[name]["ports"]] == [args.port]
+        assert environment["MLITB_PUBLIC_URL"].rstrip("}").endswith(f":{args.port}")
+        assert set(environment) <= known
+    for name in ("data1", "data2"):
+        args = _parse(services[name]["command"])
+        assert (args.command, args.data_command) == ("data", "serve")
+        assert set(services[name]["environment"]) <= known
+    assert "docker-compose.masters.yml" in (REPO / "docs" / "deploy.md").read_text()

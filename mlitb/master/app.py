@@ -37,6 +37,7 @@ from mlitb.master.closure_io import (
     project_from_closure,
 )
 from mlitb.master.closure_page import closure_page_policy, render_closure_page
+from mlitb.master.cluster import Cluster, ClusterLobby
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
 from mlitb.master.definition import (
@@ -46,6 +47,7 @@ from mlitb.master.definition import (
     parse_create,
     parse_patch,
 )
+from mlitb.master.forward import OwnedElsewhere, forward
 from mlitb.master.hardening import check_project_cap, master_middleware, model_limits
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
@@ -74,6 +76,7 @@ def admin(request: Request) -> None:
 def project_of(request: Request) -> ProjectRuntime:
     rt = registry_of(request).projects.get(request.path_params["id"])
     if rt is None:
+        send_to_owner(request)
         raise HTTPException(404, f"no project {request.path_params['id']!r}; GET /api/projects lists them")
     return rt
 
@@ -100,7 +103,20 @@ async def layers_check(request: Request) -> Response:
 
 
 async def list_projects(request: Request) -> Response:
-    return JSONResponse([project_json(rt, detail=False) for rt in registry_of(request).projects.values()])
+    local = [project_json(rt, detail=False) for rt in registry_of(request).projects.values()]
+    cluster = request.app.state.cluster
+    if cluster is not None:  # every master lists every project: the others' as Redis holds them
+        local += [cluster_project_json(cluster, pid) for pid in sorted(cluster.known)
+                  if pid not in registry_of(request).projects]
+    return JSONResponse(local)
+
+
+async def list_masters(request: Request) -> Response:
+    """The live masters with their public URLs and owned projects (just this one without a cluster)."""
+    cluster = request.app.state.cluster
+    if cluster is None:
+        return JSONResponse([{"id": "local", "url": None, "projects": sorted(registry_of(request).projects)}])
+    return JSONResponse(cluster.masters_json())
 
 
 async def create_project(request: Request) -> Response:
@@ -121,7 +137,9 @@ async def create_project(request: Request) -> Response:
         num_classes=len(manifest.classes) if manifest else None,
         default_eval_every=settings.eval_every, iteration_range=iteration_range(settings),
         model_limits=model_limits(settings))
+    await claim_new(request, definition.id)
     rt = await registry.create(definition)
+    fence_new(request, rt)
     return JSONResponse(project_json(rt, detail=True), status_code=201)
 
 
@@ -164,7 +182,9 @@ async def create_from_closure(request: Request) -> Response:
     manifest = await get_manifest(registry.store, closure.dataset.id) if closure.dataset.id else None
     definition, checkpoint = project_from_closure(closure, manifest, iteration_range(settings), settings.eval_every,
                                                   ignore_fingerprint=flag(request, "ignore_fingerprint"))
+    await claim_new(request, definition.id)
     rt = await registry.create(definition, checkpoint)
+    fence_new(request, rt)
     return JSONResponse(project_json(rt, detail=True), status_code=201)
 
 
@@ -182,7 +202,10 @@ async def patch_project(request: Request) -> Response:
 
 async def delete_project(request: Request) -> Response:
     admin(request)
-    await registry_of(request).delete(project_of(request))
+    rt = project_of(request)
+    await registry_of(request).delete(rt)
+    if request.app.state.cluster is not None:
+        await request.app.state.cluster.forget(rt.id)
     return Response(status_code=204)
 
 
@@ -295,7 +318,9 @@ async def closure_page(request: Request) -> Response:
 
 async def websocket(ws: WebSocket) -> None:
     registry = ws.app.state.registry
-    await serve_connection(ws, registry, registry.settings, ws.app.state.stats)
+    cluster = ws.app.state.cluster
+    lobby = ClusterLobby(registry, cluster) if cluster is not None else registry
+    await serve_connection(ws, lobby, registry.settings, ws.app.state.stats)
 
 
 async def healthz(request: Request) -> Response:
@@ -311,6 +336,7 @@ async def metrics(request: Request) -> Response:
 
 ROUTES = [
     Route("/api/config", config, methods=["GET"]),
+    Route("/api/masters", list_masters, methods=["GET"]),
     Route("/api/layers/check", layers_check, methods=["POST"]),
     Route("/api/projects", list_projects, methods=["GET"]),
     Route("/api/projects", create_project, methods=["POST"]),
@@ -339,24 +365,37 @@ ROUTES = [
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Projects load (running ones start) and the dataset watch begins; at shutdown, final checkpoints."""
     registry: Registry = app.state.registry
-    await registry.load()
+    cluster: Cluster | None = app.state.cluster
+    if cluster is None:
+        await registry.load()
+    else:  # projects come as their leases are acquired (cluster.py)
+        cluster.start(registry)
     watch = asyncio.create_task(watch_datasets(registry, registry.settings.dataset_poll_s), name="datawatch")
     watch.add_done_callback(log_crash(log))
     yield
     watch.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watch
+    if cluster is not None:
+        await cluster.stop_scanning()
     await registry.close()
+    if cluster is not None:  # after the final checkpoints: the leases go at once, others take over
+        await cluster.close()
 
 
-def create_master_app(settings: Settings, store: Store) -> Starlette:
-    """The master on `store`: the API routes, `/ws`, and the browser client at `/`."""
+def create_master_app(settings: Settings, store: Store, cluster: Cluster | None = None) -> Starlette:
+    """The master on `store`: the API routes, `/ws`, and the browser client at `/`.
+
+    With a `cluster` (several masters on one Redis) it owns only the projects whose lease it holds
+    and writes their state through the cluster's fenced store."""
     routes = list(ROUTES)
     if settings.static_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
-    app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, **ERROR_HANDLERS},
-                    lifespan=lifespan, middleware=master_middleware(settings))
-    app.state.registry = Registry(store, settings)
+    app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, OwnedElsewhere: forward, **ERROR_HANDLERS},
+                    lifespan=lifespan,
+                    middleware=master_middleware(settings, cluster.peer_origins() if cluster is not None else ()))
+    app.state.registry = Registry(cluster.fenced if cluster is not None else store, settings)
+    app.state.cluster = cluster
     app.state.stats = ConnectionStats()
     app.state.predict_limiter = predict_api.rate_limiter(settings)
     return app
@@ -393,6 +432,11 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
                   "checks": {k: rt.counters.checks[k] for k in ("passed", "failed", "dropped")},
                   "banned": sorted(rt.banned)},
     }
+    cluster = getattr(rt, "cluster", None)
+    if cluster is not None:
+        owner, epoch = cluster.owner_of(rt.id)
+        result["owner"] = {"id": owner.id, "url": owner.url} if owner else None
+        result["epoch"] = epoch
     if detail:
         result["layers"] = d.layers
         result["workers"] = [worker_json(rt, worker_id) for worker_id in rt.workers]
@@ -434,3 +478,40 @@ def clean(record: dict[str, Any]) -> dict[str, Any]:
 async def _field_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FieldError)
     return JSONResponse(exc.to_json(), status_code=400)
+
+
+# ------------------------------------------------------------ several masters (cluster.py)
+
+
+def send_to_owner(request: Request) -> None:
+    """On a master that does not own the project: the request goes to its owner (forward.py)."""
+    cluster = request.app.state.cluster
+    if cluster is None:
+        return
+    owner, _epoch = cluster.owner_of(request.path_params["id"])
+    if owner is not None and owner.id != cluster.id:
+        raise OwnedElsewhere(owner.url)
+    if request.path_params["id"] in cluster.known:
+        raise HTTPException(503, f"project {request.path_params['id']!r} is moving between masters; retry in a few "
+                                 "seconds", headers={"Retry-After": "2"})
+
+
+async def claim_new(request: Request, project_id: str) -> None:
+    cluster = request.app.state.cluster
+    if cluster is not None:
+        await cluster.claim_new(project_id)
+
+
+def fence_new(request: Request, rt: ProjectRuntime) -> None:
+    cluster = request.app.state.cluster
+    if cluster is not None:
+        cluster.fence(rt)
+
+
+def cluster_project_json(cluster: Cluster, project_id: str) -> dict[str, Any]:
+    """A project another master owns, as Redis shows it (its definition; live figures are on the owner)."""
+    d = cluster.known[project_id].definition
+    owner, epoch = cluster.owner_of(project_id)
+    return {"id": project_id, "name": d.get("name"), "description": d.get("description"), "status": d.get("status"),
+            "dataset": d.get("dataset"), "created": d.get("created"),
+            "owner": {"id": owner.id, "url": owner.url} if owner else None, "epoch": epoch}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from mlitb.backoff import exponential_s
 from mlitb.master.checkpoint import Checkpoint
+from mlitb.master.lease import Fenced
 from mlitb.store import Store, StoreError
 from mlitb.tasks import log_crash
 
@@ -133,6 +134,9 @@ class Checkpointer:
         blobs = await asyncio.to_thread(_encode_all, batch)
         try:
             await self.store.put_many(blobs)
+        except Fenced as exc:  # another master owns the project now: these values must never be written
+            log.warning("checkpoint not written: %s", exc)
+            return True
         except StoreError as exc:
             for key, blob in blobs.items():
                 self._pending.setdefault(key, blob)

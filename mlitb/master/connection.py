@@ -27,6 +27,7 @@ from mlitb.protocol import (
     Cached,
     ClientMessage,
     Hello,
+    Moved,
     Prediction,
     ProtocolError,
     Result,
@@ -194,6 +195,8 @@ async def _serve(ws: WebSocket, lobby: Lobby, settings: Settings, stats: Connect
                 if isinstance(parsed, Hello):  # welcomed: the limit now fits what this client sends
                     limit.set(message_limit(settings, parsed.role, session.param_count,
                                             session.num_classes if parsed.predict else None))
+            except Moved as exc:  # another master owns the project (cluster.py): not a bad frame
+                conn.close(exc.frame)
             except ProtocolError as exc:
                 conn.bad_frames += 1
                 stats.bad_frames += 1

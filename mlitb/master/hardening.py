@@ -20,13 +20,15 @@ CLOSURE_UPLOAD = ("POST", r"/api/projects/from-closure", "MLITB_MAX_CLOSURE_BYTE
 PREDICT_BATCH = ("POST", r"/api/projects/[^/]+/predict", "MLITB_PREDICT_MAX_BODY_BYTES")  # image batches
 
 
-def master_middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: every answer gets the headers, refusals of oversized bodies included."""
+def master_middleware(settings: Settings, peer_origins: tuple[str, ...] = ()) -> list[Middleware]:
+    """Outermost first: every answer gets the headers, refusals of oversized bodies included.
+
+    `peer_origins`: the other masters' (several masters, cluster.py), which browsers may follow `moved` to."""
     limits = BodyLimits(settings.max_body_bytes, settings.http_read_timeout_s,
                         overrides=((CLOSURE_UPLOAD[0], CLOSURE_UPLOAD[1], settings.max_closure_bytes),
                                    (PREDICT_BATCH[0], PREDICT_BATCH[1], settings.predict_max_body_bytes)))
     return [
-        Middleware(SecurityHeadersMiddleware, policy=page_policy([origin_of(settings.data_url)])),
+        Middleware(SecurityHeadersMiddleware, policy=page_policy([origin_of(settings.data_url), *peer_origins])),
         Middleware(BodyLimitMiddleware, limits=limits),
     ]
 

@@ -53,7 +53,9 @@ async def wait_window(rt: ProjectRuntime) -> None:
 
 
 def boundary(rt: ProjectRuntime, now: float, after_reduce: AfterReduce) -> Window | None:
-    """Close the open iteration and open the next; None when there is nobody to work."""
+    """Close the open iteration and open the next; None when there is nobody to work (or the lease ran out)."""
+    if not rt.lease_valid():  # a master frozen past its lease wakes here: it must not step nor broadcast
+        return None
     closed = rt.take_window()
     data_step(rt)
     join_step(rt)

@@ -84,16 +84,50 @@ class Registry:
     async def load(self) -> None:
         """Every stored project; the running ones start iterating again."""
         for key in await self.store.keys("projects/"):
-            if not key.endswith("/definition"):
-                continue
-            definition = ProjectDef.from_json(await self.store.get(key))
-            raw = await self.store.get(checkpoint_key(definition.id))
-            try:
-                rt = await self._build(definition, Checkpoint.decode(raw) if raw else None)
-            except LookupError as exc:
-                log.warning("project %s not loaded: %s", definition.id, exc)
-                continue
-            self._add(rt)
+            if key.endswith("/definition"):
+                await self.adopt(key.split("/")[1])
+
+    async def adopt(self, project_id: str) -> ProjectRuntime | None:
+        """Load one stored project from its last checkpoint (running: it starts); None if it cannot be."""
+        raw_definition = await self.store.get(definition_key(project_id))
+        if raw_definition is None:
+            return None
+        definition = ProjectDef.from_json(raw_definition)
+        raw = await self.store.get(checkpoint_key(definition.id))
+        try:
+            rt = await self._build(definition, Checkpoint.decode(raw) if raw else None)
+        except LookupError as exc:
+            log.warning("project %s not loaded: %s", definition.id, exc)
+            return None
+        self._add(rt)
+        return rt
+
+    async def hand_over(self, project_id: str, last_frame: bytes, flush: bool = True) -> None:
+        """Stop a project here after its final checkpoint (a graceful hand-over to another master)."""
+        rt = self.projects.get(project_id)
+        if rt is None:
+            return
+        await self._stop(rt)
+        await self.settle(rt)
+        if flush:
+            self._save(rt)
+            await self.checkpoints.flush(self.settings.checkpoint_flush_s)
+        await self.release(project_id, last_frame)
+
+    async def release(self, project_id: str, last_frame: bytes) -> None:
+        """Forget a project this master no longer owns: loop stopped, nothing more written, clients sent on."""
+        rt = self.projects.pop(project_id, None)
+        if rt is None:
+            return
+        await self._stop(rt)
+        for task in self._side.pop(rt.id).all:
+            task.cancel()
+        self.evaluator.forget(rt.id)
+        for worker in list(rt.workers.values()):
+            worker.conn.close(last_frame)
+        for tracker in list(rt.trackers.values()):
+            tracker.close(last_frame)
+        await self.checkpoints.drop(definition_key(rt.id), checkpoint_key(rt.id))
 
     async def close(self) -> None:
         """Stop every loop and write a final checkpoint; statuses stay as they are, to resume."""

@@ -240,6 +240,8 @@ class ProjectRuntime:
         self.counters = Counters()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
+        # False once this master may no longer own the project (its lease ran out, cluster.py): no more broadcasts.
+        self.lease_valid: Callable[[], bool] = lambda: True
         # Trust (docs/security.md): robust aggregation's state, spot checks, bans.
         self.aggregation = aggregation_settings(definition.aggregation)
         self.norm_history = NormHistory(self.aggregation.norm_window)

@@ -40,6 +40,7 @@ from mlitb.data.limits import Limits
 from mlitb.http_protocol import protocol_options
 from mlitb.master.activity import ActivityLog, watch
 from mlitb.master.app import create_master_app
+from mlitb.master.cluster import cluster_from_env
 from mlitb.master.definition import parse_create
 from mlitb.master.lock import DataDirLock, LockHeld
 from mlitb.master.one_origin import DATA_PREFIX, one_origin
@@ -146,7 +147,9 @@ async def _serve(args: argparse.Namespace) -> int:
         print("mlitb: preparing the shipped datasets (first start takes a few seconds)...", flush=True)
         await ensure_shipped_datasets(store)
         await ensure_demo_project(store, settings)
-        master_app = create_master_app(settings, store)
+        # Several masters on one Redis (cluster.py): only with a public URL; None keeps the single master.
+        cluster = cluster_from_env(args.redis, getattr(args, "public_url", None), store, os.environ)
+        master_app = create_master_app(settings, store, cluster)
         data_app = create_data_app(store, token, limits=limits, bootstrap=False)
         if args.data_port is None:
             servers = [OwnSignalsServer(_config(one_origin(master_app, data_app), args, args.port, settings))]

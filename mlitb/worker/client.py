@@ -47,6 +47,7 @@ from mlitb.worker.compute import (
     compute,
     gather,
 )
+from mlitb.worker.masters import MasterList
 from mlitb.worker.predict import PredictQueue, predict_loop
 from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
 from mlitb.worker.status import Progress
@@ -61,6 +62,15 @@ BATCHES_PER_BUDGET = 8
 
 class FatalError(Exception):
     """The master refused this worker for a reason retrying cannot fix."""
+
+
+class MovedError(Exception):
+    """The master does not own the project (`moved` frame): reconnect where it says, at once."""
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(f"project moved to {message.get('url') or 'a master not known yet'}")
+        self.url = message.get("url")
+        self.masters = message.get("masters") or []
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,7 @@ class Trainer:
         self._seconds_per_example: float | None = None  # of the last work: sizes the next one's batches
         self._progress = Progress(slot=options.slot, state="connecting")
         self._welcomed = False  # set by a session that got `welcome`: the backoff starts over
+        self.masters = MasterList(options.master_url)  # several masters: where to go next (masters.py)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, train, and reconnect with backoff until `stop` is set; FatalError if refused."""
@@ -168,8 +179,16 @@ class Trainer:
                 reason = "the master closed the connection"
             except FatalError:
                 raise
+            except MovedError as moved:
+                self.masters.moved(moved.url, moved.masters)
+                self.say(f"trainer {self.options.slot}: {moved}; connecting to {self.masters.current}")
+                if moved.url:
+                    continue  # the owner is known: go there now (the shard cache stays, nothing is downloaded)
+                reason = str(moved)
             except (OSError, TimeoutError, websockets.WebSocketException, ProtocolError) as exc:
                 reason = f"connection lost ({type(exc).__name__}: {exc})"
+                if not self._welcomed:
+                    self.masters.failed()  # unreachable: the next attempt tries the next known master
             if stop.is_set():
                 break
             attempt = 0 if self._welcomed else attempt + 1
@@ -185,18 +204,25 @@ class Trainer:
         """One connection, from hello until the master goes away or `stop` is set."""
         self._set(state="connecting")
         async with websockets.connect(
-            websocket_url(self.options.master_url),
+            websocket_url(self.masters.current),
             max_size=MAX_FRAME_BYTES,
             compression=None,
             open_timeout=10,
+            # A frozen master (SIGSTOP, a partition) keeps the socket open: pings notice it within 10 s,
+            # and the worker fails over to another master (several masters, masters.py).
+            ping_interval=5,
+            ping_timeout=5,
         ) as ws:
             await ws.send(self._hello())
             welcome = decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_S), MAX_FRAME_BYTES)
+            if welcome.get("type") == "moved":
+                raise MovedError(welcome)
             self._check_error(welcome)
             if welcome["type"] != "welcome":
                 raise ProtocolError("unexpected", f"expected welcome, got {welcome['type']!r}")
             session = self._start(ws, welcome)
             self._welcomed = True
+            self.masters.learn(await asyncio.to_thread(fetch_masters, self.masters.current))
             self.say(f"trainer {self.options.slot}: joined project {welcome['project']['id']} as {welcome['client_id']}")
             if self.cache is not None and self.cache.ids():
                 await ws.send(cached_frame(self.cache.ids()))
@@ -267,6 +293,8 @@ class Trainer:
                     self.say(f"trainer {self.options.slot}: {problem}; skipped (the master sends it elsewhere)")
             elif kind == "idle":
                 self._set(state=f"idle ({message.get('reason', '?')})")
+            elif kind == "moved":  # the project left this master (hand-over, or it lost its lease)
+                raise MovedError(message)
             elif kind == "error":
                 self._check_error(message)
                 self.say(f"trainer {self.options.slot}: master says {message.get('code')}: {message.get('message')}")
@@ -353,3 +381,15 @@ class Trainer:
     def _set(self, **changes: Any) -> None:
         self._progress = replace(self._progress, **{"results": self.results, **changes})
         self.report(self._progress)
+
+
+def fetch_masters(master_url: str) -> list[str]:
+    """The live masters' public URLs from `GET /api/masters` (empty when the master has none or is old)."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{master_url}/api/masters", timeout=3) as response:
+            return [m["url"] for m in json.loads(response.read()) if isinstance(m, dict) and m.get("url")]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
