@@ -273,3 +273,14 @@ def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: flo
             "compute_ms": float(compute_ms),
         }
     )
+
+
+# ------------------------------------------------------------ codecs (docs/protocol.md, "Codecs")
+
+
+def coded_params_frame(iteration: int, codec: str, data: bytes, base: int | None = None) -> bytes:
+    """A `params` frame in a parameter codec (codecs.py); `base` only on delta frames."""
+    message: dict[str, Any] = {"type": "params", "iteration": iteration, "codec": codec, "params": data}
+    if base is not None:
+        message["base"] = base
+    return encode(message)

@@ -71,6 +71,10 @@ class ThrottleProxy:
             await self._server.wait_closed()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # stop() cancels the pipes; the server may cancel us
+            await self._forward(client_r, client_w)
+
+    async def _forward(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.traffic.connections += 1
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
