@@ -1,0 +1,45 @@
+"""Link settings of a project and the per-client codec choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlitb.links import OFFER, LinkSettings, WelcomeCodecs, negotiate
+from mlitb.validate import FieldError
+
+
+def test_defaults_are_float32_gradients():
+    s = LinkSettings.parse(None)
+    assert (s.result_codecs, s.param_codecs, s.local_steps) == (("f32",), ("f32",), 1)
+    assert negotiate(s, OFFER) == WelcomeCodecs(topk_ratio=s.topk_ratio, full_every=s.full_every)
+
+
+def test_each_client_gets_the_projects_first_choice_it_implements():
+    s = LinkSettings.parse({"result_codecs": ["topk", "i8", "f32"], "param_codecs": ["delta-i8", "f32"],
+                            "topk_ratio": 0.05, "full_every": 10, "local_steps": 4})
+    full = negotiate(s, OFFER)
+    assert (full.result, full.params, full.topk_ratio, full.full_every, full.local_steps) == ("topk", "delta-i8", 0.05, 10, 4)
+    assert negotiate(s, {"results": ["f32", "i8"], "params": ["f32"]}).result == "i8"
+    old = negotiate(s, None)  # a client from before codecs
+    assert (old.result, old.params) == ("f32", "f32")
+    assert negotiate(s, {"results": "i8", "params": [3, "zstd"]}).result == "f32"  # junk offers read as f32
+    assert WelcomeCodecs.parse(full.to_json()) == full
+    assert WelcomeCodecs.parse(None) == WelcomeCodecs()
+
+
+@pytest.mark.parametrize("doc,field", [
+    ({"result_codecs": ["zstd"]}, "result_codecs"),
+    ({"result_codecs": []}, "result_codecs"),
+    ({"param_codecs": ["i8"]}, "param_codecs"),
+    ({"param_codecs": ["f32", "f32"]}, "param_codecs"),
+    ({"topk_ratio": 0}, "topk_ratio"),
+    ({"topk_ratio": 1.5}, "topk_ratio"),
+    ({"full_every": 0}, "full_every"),
+    ({"local_steps": 0}, "local_steps"),
+    ({"local_steps": 10_000}, "local_steps"),
+    ({"local_learning_rate": -1}, "local_learning_rate"),
+])
+def test_bad_settings_name_the_field(doc, field):
+    with pytest.raises(FieldError) as info:
+        LinkSettings.parse(doc)
+    assert info.value.field == field
