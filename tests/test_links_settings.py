@@ -43,3 +43,28 @@ def test_bad_settings_name_the_field(doc, field):
     with pytest.raises(FieldError) as info:
         LinkSettings.parse(doc)
     assert info.value.field == field
+
+
+def test_a_worker_follows_a_delta_stream_and_skips_a_delta_it_cannot_apply():
+    import msgpack
+    import numpy as np
+
+    from mlitb.codecs import decode_vector
+    from mlitb.master.param_frames import ParamFrames
+    from mlitb.worker.link_codecs import LinkCodecs
+
+    chosen = negotiate(LinkSettings.parse({"result_codecs": ["i8"], "param_codecs": ["delta-i8"]}), OFFER)
+    worker = LinkCodecs.from_welcome({"codecs": chosen.to_json()}, 500)
+    frames = ParamFrames(full_every=chosen.full_every)
+    params = np.linspace(-1, 1, 500, dtype=np.float32)
+    frames.advance(1, params, {"delta-i8"})
+    assert worker.on_params(msgpack.unpackb(frames.frame_for("delta-i8", None)))[0] == 1
+    frames.advance(2, params * 0.9, {"delta-i8"})
+    it, held = worker.on_params(msgpack.unpackb(frames.frame_for("delta-i8", 1)))
+    assert it == 2 and np.abs(held - params * 0.9).max() < 0.01
+    frames.advance(3, params * 0.8, {"delta-i8"})
+    frames.advance(4, params * 0.7, {"delta-i8"})  # the worker missed iteration 3's frame
+    assert worker.on_params(msgpack.unpackb(frames.frame_for("delta-i8", 3))) is None and worker.mismatches == 1
+    codec, data = worker.encode_result(params)
+    assert codec == "i8" and len(data) < 600
+    assert np.abs(decode_vector("i8", data, 500) + worker.feedback.residual - params).max() < 1e-6
