@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mlitb.model.layout import ParamBlock
-from mlitb.optim import AdaGrad, Optimizer
+from mlitb.optim import AdaGrad, Nesterov, Optimizer
 
 
 @dataclass(frozen=True)
@@ -70,21 +70,6 @@ def run_local_steps(part: Callable[[np.ndarray, int], PartResult], params: np.nd
     if count == 0:
         raise ValueError("no local step processed any example")
     return LocalResult((start - w) * np.float32(count), count, loss_sum, correct, steps)
-
-
-class Nesterov(Optimizer):
-    """DiLoCo's outer optimizer: SGD with Nesterov momentum on the averaged pseudo-gradient."""
-
-    name = "nesterov"
-    defaults = {"learning_rate": 0.7, "momentum": 0.9}
-    state_names = ("velocity",)
-
-    def _move(self, params: np.ndarray, g: np.ndarray) -> None:
-        v = self.state["velocity"]
-        mu = np.float32(self.hyper["momentum"])
-        v *= mu
-        v += g
-        params -= np.float32(self.hyper["learning_rate"]) * (g + mu * v)
 
 
 OUTER_OPTIMIZERS: dict[str, type[Optimizer]] = {"nesterov": Nesterov, "adagrad": AdaGrad}
