@@ -68,3 +68,27 @@ def test_a_worker_follows_a_delta_stream_and_skips_a_delta_it_cannot_apply():
     codec, data = worker.encode_result(params)
     assert codec == "i8" and len(data) < 600
     assert np.abs(decode_vector("i8", data, 500) + worker.feedback.residual - params).max() < 1e-6
+
+
+def _create(**extra):
+    from mlitb.master.definition import parse_create
+    from mlitb.model.zoo import MNIST_SOFTMAX
+
+    body = {"name": "links", "dataset": "mnist", "layers": MNIST_SOFTMAX, **extra}
+    return parse_create(body, dataset_shape=(28, 28, 1), num_classes=10, default_eval_every=1,
+                        iteration_range=(100, 30_000))[0]
+
+
+def test_a_project_stores_its_link_settings_and_checks_them():
+    from mlitb.master.definition import ProjectDef, ValidationError
+
+    assert _create().link_settings == LinkSettings()
+    d = _create(links={"result_codecs": ["i8", "f32"], "local_steps": 4}, optimizer={"name": "nesterov"})
+    assert d.link_settings.result_codecs == ("i8", "f32") and d.link_settings.local_steps == 4
+    assert ProjectDef.from_json(d.to_json()).link_settings == d.link_settings
+    for links, optimizer, field in [({"codec": "i8"}, {}, "links.codec"),
+                                    ({"result_codecs": ["zstd"]}, {}, "links.result_codecs"),
+                                    ({"local_steps": 4}, {"name": "adam"}, "optimizer.name")]:
+        with pytest.raises(ValidationError) as info:
+            _create(links=links, optimizer=optimizer)
+        assert info.value.field == field

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from mlitb.links import LinkSettings
 from mlitb.model import Net, SpecError
 from mlitb.optim import OPTIMIZERS, optimizer_defaults
 from mlitb.validate import (
@@ -71,6 +72,11 @@ class ProjectDef:
     status: str = "paused"
     created: float = field(default_factory=time.time)
     description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
+    links: dict[str, Any] = field(default_factory=dict)  # codecs and local steps (mlitb/links.py); {} = float32
+
+    @property
+    def link_settings(self) -> LinkSettings:
+        return LinkSettings.parse(self.links)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -129,6 +135,7 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
         description=_description(body.get("description", "")),
+        links=_links(body.get("links", {}), body.get("optimizer", {})),
     )
     return definition, net
 
@@ -175,6 +182,24 @@ def parse_optimizer(raw: Any, base: dict[str, Any] | None) -> dict[str, Any]:
             raise ValidationError(f"optimizer.{key}", f"must be a number in {bound}{low:g}, {high:g}], got {value!r}")
         result[key] = float(value)
     return result
+
+
+def _links(raw: Any, optimizer: Any) -> dict[str, Any]:
+    """Codecs and local steps; with local steps the optimizer is the outer one, so it must suit a pseudo-gradient."""
+    raw = require_object(raw, "links")
+    allowed = set(LinkSettings().to_json())
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ValidationError(f"links.{unknown[0]}", f"unknown; links takes {', '.join(sorted(allowed))}")
+    try:
+        settings = LinkSettings.parse(raw)
+    except FieldError as exc:
+        raise ValidationError(f"links.{exc.field}", exc.message) from exc
+    name = optimizer.get("name", DEFAULT_OPTIMIZER) if isinstance(optimizer, dict) else DEFAULT_OPTIMIZER
+    if settings.local_steps > 1 and name not in ("nesterov", "adagrad"):
+        raise ValidationError("optimizer.name", f"with local steps the optimizer is the outer one: nesterov (DiLoCo) "
+                                                f"or adagrad, got {name!r}")
+    return settings.to_json()
 
 
 def _iteration_ms(value: Any, bounds: tuple[int, int]) -> int:
