@@ -16,6 +16,9 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mlitb.norms import norm
+from mlitb.work_order import check_batches
+
 PROTOCOL_VERSION = 1
 ROLES = ("trainer", "tracker")
 MAX_SHARDS_PER_MESSAGE = 100_000
@@ -61,6 +64,7 @@ class Result:
     loss_sum: float
     correct: int
     compute_ms: float
+    batches: tuple[int, ...] = ()  # batch sizes in order (work_order.py); absent on the wire = one batch
 
 
 @dataclass(frozen=True)
@@ -168,13 +172,22 @@ def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) ->
     compute_ms = _number(message, "compute_ms")
     if loss_sum < 0 or compute_ms < 0:
         raise ProtocolError("bad_field", "'loss_sum' and 'compute_ms' must be non-negative")
+    batches = message.get("batches", [count])
+    why = check_batches(batches, count)
+    if why is not None:
+        raise ProtocolError("bad_field", why)
     grad = f32_array(message.get("grad"), param_count, "grad")
-    norm = float(np.linalg.norm(grad))
-    if not math.isfinite(norm):
+    if not np.isfinite(grad).all():
         raise ProtocolError("bad_values", "'grad' holds NaN or infinite values")
+    norm = grad_norm(grad)
     if norm > max_norm * count:
         raise ProtocolError("bad_values", f"'grad' norm {norm:.3g} exceeds the bound {max_norm:g} per example")
-    return Result(iteration, grad, count, loss_sum, correct, compute_ms)
+    return Result(iteration, grad, count, loss_sum, correct, compute_ms, tuple(batches))
+
+
+def grad_norm(grad: np.ndarray) -> float:
+    """The Euclidean norm, finite for large but finite gradients (a float32 norm overflows to inf)."""
+    return norm(grad)
 
 
 def _int(message: dict[str, Any], name: str, minimum: int) -> int:
@@ -237,13 +250,16 @@ def error_frame(code: str, message: str, fatal: bool = False) -> bytes:
     return encode({"type": "error", "code": code, "message": message, "fatal": fatal})
 
 
-def params_frame(iteration: int, params: np.ndarray) -> bytes:
-    """The parameters, encoded once per iteration and sent as the same bytes to everyone."""
-    return encode({"type": "params", "iteration": iteration, "params": f32_bytes(params)})
+def params_frame(iteration: int, params: np.ndarray | bytes) -> bytes:
+    """The parameters (an array, or its float32 bytes), encoded once per iteration and sent to everyone."""
+    return encode({"type": "params", "iteration": iteration, "params": params if isinstance(params, bytes) else f32_bytes(params)})
 
 
-def work_frame(iteration: int, budget_ms: int, shards: list[str]) -> bytes:
-    return encode({"type": "work", "iteration": iteration, "budget_ms": int(budget_ms), "shards": shards})
+def work_frame(iteration: int, budget_ms: int, shards: list[str], seed: int = 0) -> bytes:
+    """`seed` (uint32) fixes the example order and dropout seeds (work_order.py); the master draws a fresh
+    one per work and keeps it with the work, so that the result can be checked and recomputed."""
+    return encode({"type": "work", "iteration": iteration, "budget_ms": int(budget_ms), "shards": shards,
+                   "seed": int(seed) & 0xFFFFFFFF})
 
 
 # ------------------------------------------------------------ frames a worker sends
@@ -260,8 +276,9 @@ def cached_frame(shards: list[str]) -> bytes:
     return encode({"type": "cached", "shards": shards})
 
 
-def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float) -> bytes:
-    """What a worker sends back (used by the Python worker and the tests)."""
+def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float,
+                 batches: list[int] | tuple[int, ...] | None = None) -> bytes:
+    """What a worker sends back (used by the Python worker and the tests); `batches` defaults to one batch."""
     return encode(
         {
             "type": "result",
@@ -271,6 +288,7 @@ def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: flo
             "loss_sum": float(loss_sum),
             "correct": int(correct),
             "compute_ms": float(compute_ms),
+            "batches": [int(b) for b in batches] if batches is not None else [int(count)],
         }
     )
 

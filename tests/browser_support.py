@@ -76,9 +76,15 @@ async def open_page(context: BrowserContext, url: str | None = None) -> WatchedP
     return watched
 
 
-async def new_context(browser: Browser, token: str | None = None, **options) -> BrowserContext:
-    """A fresh profile; with `token`, the admin token is already kept in its localStorage."""
-    context = await browser.new_context(**{"viewport": VIEWPORT, "accept_downloads": True, **options})
+async def new_context(browser: Browser, token: str | None = None, enforce_csp: bool = False, **options) -> BrowserContext:
+    """A fresh profile; with `token`, the admin token is already kept in its localStorage.
+
+    Playwright's `wait_for_function` evaluates its predicate with `eval`, which the pages' policy
+    forbids, so contexts bypass the Content-Security-Policy unless `enforce_csp` (test_browser_csp.py
+    runs the pages under their policy and polls with `page.evaluate`, which the policy does not cover).
+    """
+    options = {"viewport": VIEWPORT, "accept_downloads": True, "bypass_csp": not enforce_csp, **options}
+    context = await browser.new_context(**options)
     if token:
         await context.add_init_script(f"localStorage.setItem('mlitb.adminToken', {token!r});")
     return context

@@ -13,6 +13,8 @@ from typing import TypeVar
 
 import uvicorn
 
+from mlitb.http_protocol import protocol_options
+
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "test-admin-token"  # the admin token of every server the tests start
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,10 +30,12 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app, port: int | None = None) -> AsyncIterator[str]:
-    """Run an ASGI app on a real uvicorn in this event loop; yield its base URL."""
+async def serve_app(app, port: int | None = None, read_timeout_s: float = 10.0, idle_timeout_s: float = 5.0,
+                    ws_max_size: int = 16 * 1024 * 1024) -> AsyncIterator[str]:
+    """Run an ASGI app on a real uvicorn in this event loop, hardened as `mlitb serve` runs it; yield its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            ws_max_size=ws_max_size, **protocol_options(read_timeout_s, idle_timeout_s))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -19,12 +19,13 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets
-from mlitb.data.shards import decode_shard
+from mlitb.data.shards import Shard, decode_shard
 from mlitb.master.app import create_master_app
 from mlitb.master.settings import Settings
 from mlitb.model import Net
 from mlitb.model.zoo import MNIST_SOFTMAX
 from mlitb.protocol import encode, result_frame
+from mlitb.worker.compute import Normalization, gather, recompute
 from mlitb.store import FileStore
 from tests.helpers import ADMIN, TOKEN, free_port, serve_app
 
@@ -89,7 +90,8 @@ async def running_system(store: FileStore, **settings: Any) -> AsyncIterator[Sys
     config = Settings(admin_token=TOKEN, data_url=data_url, **settings)
     app = create_master_app(config, store)
     async with serve_app(create_data_app(store, TOKEN, bootstrap=False), port=data_port):
-        async with serve_app(app) as master_url:
+        async with serve_app(app, read_timeout_s=config.http_read_timeout_s,
+                             idle_timeout_s=config.http_idle_timeout_s) as master_url:
             async with httpx.AsyncClient(base_url=master_url, timeout=30) as api:
                 datasets = (await api.get(f"{data_url}/datasets")).json()["datasets"]
                 mnist = next(d for d in datasets if d["name"] == "mnist")
@@ -105,7 +107,7 @@ class Trainer:
         self.welcome: dict[str, Any] = {}
         self.assigned: list[dict[str, Any]] = []
         self.params: dict[int, np.ndarray] = {}
-        self.shards: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.shards: dict[str, Shard] = {}
         self.errors: list[dict[str, Any]] = []
         self.idle: list[str] = []
 
@@ -148,18 +150,18 @@ class Trainer:
         async with httpx.AsyncClient(timeout=30) as http:
             for ref in self.assigned[:limit]:
                 blob = (await http.get(f"{dataset['url']}/datasets/{dataset['id']}/shards/{ref['id']}")).content
-                shard = decode_shard(blob)
-                norm = self.welcome["project"]["normalization"]
-                self.shards[ref["id"]] = (shard.pixels.astype(np.float32) * norm["scale"] + norm["offset"], shard.labels)
+                self.shards[ref["id"]] = decode_shard(blob)
         await self.send({"type": "cached", "shards": sorted(self.shards)})
 
     def compute(self, work: dict[str, Any], examples: int = 64) -> bytes:
-        """A real result for `work`: the numpy engine on the first examples of its shards."""
+        """A real result for `work`: the numpy engine on the first examples of its seeded order, in one batch."""
         net = Net(self.welcome["project"]["layers"])
-        shard_id = next(s for s in work["shards"] if s in self.shards)
-        x, labels = self.shards[shard_id]
-        g = net.gradient(self.params[work["iteration"]], x[:examples], labels[:examples])
-        return result_frame(work["iteration"], g.grad_sum, g.count, g.loss_sum, g.correct, compute_ms=5.0)
+        held = gather([self.shards[s] for s in work["shards"]])
+        norm = self.welcome["project"]["normalization"]
+        done = recompute(net.gradient, self.params[work["iteration"]], held, Normalization(norm["scale"], norm["offset"]),
+                         work["seed"], [min(examples, held.count)])
+        return result_frame(work["iteration"], done.grad_sum, done.count, done.loss_sum, done.correct, compute_ms=5.0,
+                            batches=done.batches)
 
     async def barrier(self) -> None:
         """Return once the master has handled every frame sent before (it answers frames in order)."""

@@ -136,7 +136,8 @@ def test_throughput_tracks_a_slowdown_within_three_results():
     worker = SimulatedWorker(1000)
     for _ in range(5):
         worker.iterate(latency=20, examples_per_ms=2.0)
-    assert abs(L.examples_per_s(worker.timing) - 2000) < 20
+    # Measured by the master's clock (never the client's compute_ms): the 20 ms latency of a ~930 ms round trip.
+    assert 2000 * 0.97 < L.examples_per_s(worker.timing) < 2000
     for _ in range(3):
         worker.iterate(latency=20, examples_per_ms=0.5)
     assert L.examples_per_s(worker.timing) < 2000 / 2
@@ -272,3 +273,14 @@ def test_budget_is_always_within_min_and_T(history, T, min_budget):
         assert rate is None or rate >= 0
         assert policy.min_factor <= timing.factor <= 1.0
         assert L.is_excluded(timing) == (timing.excluded_since is not None)
+
+
+def test_a_lie_about_compute_time_buys_no_throughput():
+    """Throughput comes from the master's clock: claiming 1 ms of compute changes only the liar's own budget."""
+    honest, liar = L.WorkerTiming(), L.WorkerTiming()
+    for timing, compute_ms in ((honest, 900.0), (liar, 1.0)):
+        for i in range(5):
+            L.record_result(timing, sent_ms=i * 1000, received_ms=i * 1000 + 950, compute_ms=compute_ms, count=900,
+                            deadline_ms=i * 1000 + 1000, budget_ms=900)
+    assert L.examples_per_s(liar) == L.examples_per_s(honest)
+    assert L.work_budget_ms(liar, 1000) < L.work_budget_ms(honest, 1000)

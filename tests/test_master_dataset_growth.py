@@ -64,7 +64,7 @@ async def test_appended_shards_are_assigned_and_trained_on(system: System):
                 break
             await client.send(client.compute(work))
         accepted = rt.counters.accepted
-        await client.send(client.compute({**work, "shards": sorted(new)}))
+        await client.send(client.compute(work, examples=10**6))  # every example of the work, the new shards included
         await client.expect("work")
         assert rt.counters.accepted == accepted + 1
     assert rt.allocation.shard_counts.keys() >= new and sum(rt.allocation.shard_counts.values()) == 8000 + 300

@@ -24,12 +24,12 @@ LAYERS = [{"type": "input", "out_sx": 4, "out_sy": 4, "out_depth": 1}, {"type": 
 HOUR_MS = 3_600_000
 
 
-def make_runtime(shards: int = 6) -> ProjectRuntime:
+def make_runtime(shards: int = 6, aggregation: str = "mean") -> ProjectRuntime:
     refs = tuple(ShardRef(f"s{i}", 10, 100) for i in range(shards))
     manifest = Manifest("d", "d", ("a", "b", "c"), (4, 4, 1), Split(refs, (20, 20, 20)), Split((), (0, 0, 0)), 10, "")
     optimizer = parse_optimizer({"name": "sgd", "learning_rate": 0.1, "momentum": 0.0}, None)
     definition = ProjectDef("p", "p", "d", LAYERS, HOUR_MS, optimizer, {"scale": 1.0, "offset": 0.0}, 10**6, 1,
-                            status="running")
+                            status="running", aggregation=aggregation)
     settings = Settings(admin_token="x", data_url="http://data", max_iteration_ms=HOUR_MS, max_pending_frames=4)
     return ProjectRuntime.build(definition, manifest, settings)
 
@@ -77,7 +77,7 @@ def test_trainers_join_only_at_a_boundary():
 
 
 def test_reduce_applies_the_count_weighted_average_once():
-    rt = make_runtime()
+    rt = make_runtime(aggregation="mean")
     a, b = join(rt), join(rt)
     step(rt)
     before = rt.params.copy()
@@ -147,3 +147,33 @@ def test_a_patched_period_sets_the_next_deadline(iteration_ms):
     now = time.monotonic()
     boundary(rt, now, lambda _rt: None)
     assert rt.window.deadline == pytest.approx(now + iteration_ms / 1000)
+
+
+def test_the_default_rule_bounds_a_scaled_result_and_counts_are_capped_at_the_work():
+    rt = make_runtime(aggregation="centered_clip")
+    conns = [join(rt) for _ in range(4)]
+    step(rt)
+    before = rt.params.copy()
+    held = rt.workers[conns[3].id].work_examples
+    for conn in conns[:3]:
+        rt.on_result(conn, result(0, 1.0, 5, rt.param_count))
+    rt.on_result(conns[3], result(0, 1000.0 * held, held, rt.param_count))  # ×1000 and every example it holds
+    step(rt)
+    moved = before - rt.params
+    assert 0 < moved.max() < 0.1 * 3, "one ×1000 client of four moves the step by a bounded amount"
+    assert rt.counters.outliers == 1 and rt.workers[conns[3].id].trust.outliers == 1
+
+
+def test_lies_about_count_and_time_are_refused():
+    rt = make_runtime()
+    a = join(rt)
+    step(rt)
+    worker = rt.workers[a.id]
+    too_many = result(0, 1.0, worker.work_examples + 1, rt.param_count)
+    rt.on_result(a, too_many)
+    assert rt.counters.dropped["implausible_count"] == 1
+    slow = Result(0, np.zeros(rt.param_count, np.float32), 1, 1.0, 0, 3_600_000.0)
+    rt.on_result(a, slow)
+    assert rt.counters.dropped["implausible_time"] == 1, "compute_ms beyond the master's own clock"
+    assert worker.trust.refused == {"implausible_count": 1, "implausible_time": 1}
+    assert worker.accepted == 0

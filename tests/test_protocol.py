@@ -118,3 +118,37 @@ def test_oversized_frame_is_fatal():
 def test_f32_array_is_a_view_of_the_bytes():
     data = np.array([1, 2, 3], np.float32).tobytes()
     assert f32_array(data, 3).tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "batches, why",
+    [([1], "sums to 1"), ([0, 2], ">= 1"), ([], "non-empty"), ([1] * 4097, "at most 4096"), ("2", "non-empty list")],
+)
+def test_bad_batch_lists_are_refused_naming_why(batches, why):
+    with pytest.raises(ProtocolError) as info:
+        parse(good_result(batches=batches))
+    assert info.value.code == "bad_field" and why in info.value.message
+
+
+def test_batches_parse_and_default_to_one_batch():
+    assert parse(good_result(batches=[1, 1])).batches == (1, 1)
+    assert parse(good_result()).batches == (2,)
+    frame = result_frame(3, np.zeros(P, np.float32), 7, 1.0, 2, 4.0, batches=[4, 3])
+    assert parse_client_frame(frame, param_count=P, max_bytes=1 << 20).batches == (4, 3)
+
+
+def test_large_finite_gradients_are_out_of_bound_not_called_infinite():
+    """float32's norm of 3e38-sized values overflows; the float64 norm names the real problem."""
+    big = np.full(P, 3e38, np.float32)
+    with pytest.raises(ProtocolError) as info:
+        parse(good_result(grad=big.tobytes()))
+    assert info.value.code == "bad_values" and "exceeds the bound" in info.value.message
+    with pytest.raises(ProtocolError) as info:
+        parse(good_result(grad=np.array([1, np.inf, 0, 0, 0], np.float32).tobytes()))
+    assert "NaN or infinite" in info.value.message
+
+
+def test_work_frame_carries_a_uint32_seed():
+    from mlitb.protocol import decode, work_frame
+    message = decode(work_frame(4, 900, ["a", "b"], seed=2**32 + 5), 1 << 20)
+    assert (message["seed"], message["shards"]) == (5, ["a", "b"])

@@ -58,9 +58,9 @@ def test_stops_before_the_batch_that_would_overrun(net):
     clock = ManualClock(batch_ms=10)
     result = compute(
         clock.timed(net.gradient), net.init_params(1), make_examples(1000), 95, Normalization(),
-        rng=np.random.default_rng(0), batch_size=32, clock=clock, sleep=clock.sleep,
+        seed=0, batch_size=32, clock=clock, sleep=clock.sleep,
     )
-    assert result.batches == 9  # a tenth batch would end at 100 ms > 95 ms
+    assert len(result.batches) == 9  # a tenth batch would end at 100 ms > 95 ms
     assert result.count == 9 * 32
     assert result.compute_ms == pytest.approx(90)
 
@@ -69,30 +69,30 @@ def test_always_computes_one_batch_even_with_no_budget(net):
     clock = ManualClock(batch_ms=10)
     result = compute(
         clock.timed(net.gradient), net.init_params(1), make_examples(100), 0, Normalization(),
-        rng=np.random.default_rng(0), batch_size=16, clock=clock, sleep=clock.sleep,
+        seed=0, batch_size=16, clock=clock, sleep=clock.sleep,
     )
-    assert (result.batches, result.count) == (1, 16)
+    assert (result.batches, result.count) == ((16,), 16)
 
 
 def test_slowdown_sleeps_so_fewer_batches_fit(net):
     clock = ManualClock(batch_ms=10)
     result = compute(
         clock.timed(net.gradient), net.init_params(1), make_examples(1000), 210, Normalization(),
-        rng=np.random.default_rng(0), batch_size=32, slowdown=4.0, clock=clock, sleep=clock.sleep,
+        seed=0, batch_size=32, slowdown=4.0, clock=clock, sleep=clock.sleep,
     )
-    assert result.batches == 5  # 40 ms per batch: a sixth would end at 240 ms
+    assert len(result.batches) == 5  # 40 ms per batch: a sixth would end at 240 ms
     assert result.compute_ms == pytest.approx(200)
 
 
 def test_one_epoch_sums_to_the_full_batch_gradient(net):
-    """Random order without replacement: two batches of 32 cover all 64 examples once."""
+    """The work's order is a permutation: two batches of 32 cover all 64 examples once."""
     examples = make_examples(64, seed=3)
     params = net.init_params(7)
     clock = ManualClock(batch_ms=10)
     norm = Normalization(scale=1 / 128, offset=-1.0)
     result = compute(
         clock.timed(net.gradient), params, examples, 25, norm,
-        rng=np.random.default_rng(5), batch_size=32, clock=clock, sleep=clock.sleep,
+        seed=5, batch_size=32, clock=clock, sleep=clock.sleep,
     )
     assert result.count == 64
     x = examples.pixels.astype(np.float32) / 128 - 1.0
@@ -102,21 +102,44 @@ def test_one_epoch_sums_to_the_full_batch_gradient(net):
     assert result.correct == full.correct
 
 
-def test_wraps_around_when_the_budget_outlasts_the_examples(net):
+def test_stops_at_the_end_of_one_pass(net):
     clock = ManualClock(batch_ms=1)
     result = compute(
-        clock.timed(net.gradient), net.init_params(1), make_examples(40), 20, Normalization(),
-        rng=np.random.default_rng(0), batch_size=32, clock=clock, sleep=clock.sleep,
+        clock.timed(net.gradient), net.init_params(1), make_examples(40), 1000, Normalization(),
+        seed=0, batch_size=32, clock=clock, sleep=clock.sleep,
     )
-    assert result.count > 40 * 3  # several passes over 40 examples
+    assert (result.count, result.batches) == (40, (32, 8))
+
+
+def test_follows_the_seeded_order_and_recompute_matches_bit_for_bit(net):
+    """Batches are taken from work_order's prefix with position-derived dropout seeds; recompute repeats them."""
+    from mlitb.work_order import batch_seed, prefix
+    from mlitb.worker.compute import recompute
+    a = Shard(np.random.default_rng(1).integers(0, 256, (30, 8, 8, 1), dtype=np.uint8), np.arange(30) % 3)
+    b = Shard(np.random.default_rng(2).integers(0, 256, (20, 8, 8, 1), dtype=np.uint8), np.arange(20) % 3)
+    examples, params = gather([a, b]), net.init_params(3)
+    clock = ManualClock(batch_ms=10)
+    result = compute(clock.timed(net.gradient), params, examples, 35, Normalization(), seed=77, batch_size=16,
+                     clock=clock, sleep=clock.sleep)
+    assert result.batches == (16, 16, 16)
+    shard, index = prefix([30, 20], 77, 48)
+    x = np.stack([(a, b)[s].pixels[i] for s, i in zip(shard, index)]).astype(np.float32) / 255
+    y = np.array([(a, b)[s].labels[i] for s, i in zip(shard, index)])
+    expected = sum(net.gradient(params, x[p:p + 16], y[p:p + 16], batch_seed(77, p)).grad_sum for p in (0, 16, 32))
+    np.testing.assert_allclose(result.grad_sum, expected, rtol=1e-6, atol=1e-7)
+    again = recompute(net.gradient, params, examples, Normalization(), 77, result.batches)
+    assert np.array_equal(again.grad_sum, result.grad_sum)
+    assert (again.count, again.loss_sum, again.correct) == (result.count, result.loss_sum, result.correct)
+    other = compute(net.gradient, params, examples, 1000, Normalization(), seed=78, batch_size=48)
+    assert not np.array_equal(other.grad_sum, result.grad_sum)
 
 
 def test_real_clock_keeps_within_budget(net):
     result = compute(
         net.gradient, net.init_params(1), make_examples(2000), 150, Normalization(),
-        rng=np.random.default_rng(0), batch_size=32,
+        seed=0, batch_size=32,
     )
-    assert result.batches > 1
+    assert len(result.batches) > 1
     assert np.isfinite(result.grad_sum).all()
     # One batch here takes ~1 ms; allow scheduler noise on a busy machine, not a second batch's worth of waste.
     assert result.compute_ms < 150 + 50
@@ -127,6 +150,7 @@ def test_gather_concatenates_shards_in_order():
     b = Shard(np.ones((3, 8, 8, 1), np.uint8), np.array([2, 2, 1]))
     examples = gather([a, b])
     assert examples.count == 5
+    assert examples.counts == (2, 3)
     assert examples.labels.tolist() == [0, 1, 2, 2, 1]
     assert examples.pixels[2:].min() == 1
     with pytest.raises(ValueError):

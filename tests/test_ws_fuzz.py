@@ -80,7 +80,8 @@ class Live:
 
     async def _main(self) -> None:
         store = copy_store(self.store_dir, self.tmp / "store")
-        async with running_system(store, max_frame_bytes=MAX_FRAME, min_iteration_ms=100) as system:
+        # The good trainer answers with zero gradients and no data (a protocol-level client): spot checks off.
+        async with running_system(store, max_frame_bytes=MAX_FRAME, min_iteration_ms=100, verify_queue=0) as system:
             self.system = system
             self.master_url = system.master_url
             self.ws_url = system.ws_url

@@ -28,6 +28,7 @@ from mlitb.data import catalog
 from mlitb.data.append import LabelledImage, append_image, append_zip
 from mlitb.data.archive import ZipInput
 from mlitb.data.errors import DataError
+from mlitb.data.hardening import data_middleware
 from mlitb.data.ingest import DEFAULT_SHARD_SIZE
 from mlitb.data.limits import Limits
 from mlitb.data.options import parse_options
@@ -201,6 +202,7 @@ def create_data_app(
             max_age=3600,
         )
     ]
+    middleware = data_middleware(middleware, limits)  # security headers outside, bounded bodies inside (hardening.py)
     app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers={DataError: _data_error, **ERROR_HANDLERS},
                     lifespan=lifespan)
     app.state.data = DataState(store, admin_token, limits, shard_size)

@@ -27,3 +27,10 @@ class Limits:
     """Width × height of one image as its header declares it (decompression bombs)."""
     max_decoded_bytes: int = 2 << 30
     """N × H × W × C of the whole decoded dataset, held in memory while it is cut into shards."""
+    # Requests that are not uploads (same variables as the master's).
+    max_body_bytes: int = 1 << 20
+    """Any other request body."""
+    http_read_timeout_s: float = 10.0
+    """Request headers, and each read of a body, must arrive within this."""
+    http_idle_timeout_s: float = 5.0
+    """An idle keep-alive connection is closed after this."""

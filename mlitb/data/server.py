@@ -14,6 +14,7 @@ import uvicorn
 from mlitb.config import ConfigError, from_env
 from mlitb.data.app import create_data_app
 from mlitb.data.limits import Limits
+from mlitb.http_protocol import protocol_options
 from mlitb.store import StoreUnavailable, open_store
 
 
@@ -41,6 +42,7 @@ async def _serve(args: argparse.Namespace, token: str, limits: Limits) -> None:
     store = await open_store(args.data_dir, args.redis)
     try:
         app = create_data_app(store, token, limits=limits)
-        await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).serve()
+        options = protocol_options(limits.http_read_timeout_s, limits.http_idle_timeout_s)  # slow-loris deadline
+        await uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", **options)).serve()
     finally:
         await store.close()

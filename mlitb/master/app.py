@@ -31,18 +31,21 @@ from mlitb.http_api import ERROR_HANDLERS, require_admin
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, prometheus
 from mlitb.master.closure_io import project_closure, project_from_closure
-from mlitb.master.closure_page import render_closure_page
+from mlitb.master.closure_page import closure_page_policy, render_closure_page
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
 from mlitb.master.definition import (
     ValidationError,
     check_layers,
+    check_layers_body,
     parse_create,
     parse_patch,
 )
+from mlitb.master.hardening import check_project_cap, master_middleware, model_limits
 from mlitb.master.registry import Registry
 from mlitb.master.runtime import ProjectRuntime
 from mlitb.master.settings import Settings
+from mlitb.master.trust import check_probability
 from mlitb.store import Store
 from mlitb.tasks import log_crash
 from mlitb.validate import FieldError
@@ -83,10 +86,8 @@ async def config(request: Request) -> Response:
 
 
 async def layers_check(request: Request) -> Response:
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
-    net = check_layers(body.get("layers"))
+    raw = await request.body()  # at most max_body_bytes (hardening.py); parsed off the event loop
+    net = await asyncio.to_thread(check_layers_body, raw, model_limits(settings_of(request)))
     layers = [{"type": layer.type, "out_sx": layer.out_shape[1], "out_sy": layer.out_shape[0],
                "out_depth": layer.out_shape[2]} for layer in net.layers]
     return JSONResponse({"param_count": net.param_count, "layers": layers})
@@ -99,13 +100,15 @@ async def list_projects(request: Request) -> Response:
 async def create_project(request: Request) -> Response:
     admin(request)
     registry, settings = registry_of(request), settings_of(request)
+    check_project_cap(len(registry.projects), settings)
     body = await json_body(request)
     dataset = body.get("dataset") if isinstance(body, dict) else None
     manifest = await get_manifest(registry.store, dataset) if isinstance(dataset, str) and dataset else None
     definition, _net = parse_create(
         body, dataset_shape=tuple(manifest.shape) if manifest else None,
         num_classes=len(manifest.classes) if manifest else None,
-        default_eval_every=settings.eval_every, iteration_range=iteration_range(settings))
+        default_eval_every=settings.eval_every, iteration_range=iteration_range(settings),
+        model_limits=model_limits(settings))
     rt = await registry.create(definition)
     return JSONResponse(project_json(rt, detail=True), status_code=201)
 
@@ -113,11 +116,13 @@ async def create_project(request: Request) -> Response:
 async def create_from_closure(request: Request) -> Response:
     admin(request)
     registry, settings = registry_of(request), settings_of(request)
+    check_project_cap(len(registry.projects), settings)
     body = await request.body()
     try:
         closure = await asyncio.to_thread(load_closure, body)
     except ClosureError as exc:
         raise ValidationError(exc.path, exc.message, text=f"closure {exc}") from exc
+    check_layers(closure.layers, model_limits(settings))  # the closure's model must fit this master's limits too
     manifest = await get_manifest(registry.store, closure.dataset.id) if closure.dataset.id else None
     definition, checkpoint = project_from_closure(closure, manifest, iteration_range(settings), settings.eval_every)
     rt = await registry.create(definition, checkpoint)
@@ -156,6 +161,20 @@ async def pause_project(request: Request) -> Response:
     return JSONResponse(project_json(rt, detail=True))
 
 
+async def ban_worker(request: Request) -> Response:
+    """The researcher bans a client (closed with `untrusted`, its id refused) or lifts the ban."""
+    admin(request)
+    rt = project_of(request)
+    worker_id = request.path_params["worker"]
+    if request.url.path.endswith("/unban"):
+        rt.unban(worker_id)
+        return JSONResponse({"worker": worker_id, "banned": False})
+    if worker_id not in rt.workers and worker_id not in rt.banned:
+        raise HTTPException(404, f"no worker {worker_id!r} in project {rt.id!r}; GET /api/projects/{rt.id} lists them")
+    rt.ban(worker_id)
+    return JSONResponse({"worker": worker_id, "banned": True})
+
+
 async def project_metrics(request: Request) -> Response:
     rt = project_of(request)
     try:
@@ -178,7 +197,7 @@ async def closure_page(request: Request) -> Response:
     rt = project_of(request)
     text = await asyncio.to_thread(project_closure, rt.definition, rt.net, rt.manifest, rt.snapshot())
     page = await asyncio.to_thread(render_closure_page, text, settings_of(request).static_dir)
-    return HTMLResponse(page)
+    return HTMLResponse(page, headers={"Content-Security-Policy": closure_page_policy(page)})
 
 
 async def websocket(ws: WebSocket) -> None:
@@ -209,6 +228,8 @@ ROUTES = [
     Route("/api/projects/{id}/start", start_project, methods=["POST"]),
     Route("/api/projects/{id}/pause", pause_project, methods=["POST"]),
     Route("/api/projects/{id}/metrics", project_metrics, methods=["GET"]),
+    Route("/api/projects/{id}/workers/{worker}/ban", ban_worker, methods=["POST"]),
+    Route("/api/projects/{id}/workers/{worker}/unban", ban_worker, methods=["POST"]),
     Route("/api/projects/{id}/closure", download_closure, methods=["GET"]),
     Route("/api/projects/{id}/closure.html", closure_page, methods=["GET"]),
     WebSocketRoute("/ws", websocket),
@@ -237,7 +258,7 @@ def create_master_app(settings: Settings, store: Store) -> Starlette:
     if settings.static_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=settings.static_dir, html=True), name="static"))
     app = Starlette(routes=routes, exception_handlers={FieldError: _field_error, **ERROR_HANDLERS},
-                    lifespan=lifespan)
+                    lifespan=lifespan, middleware=master_middleware(settings))
     app.state.registry = Registry(store, settings)
     app.state.stats = ConnectionStats()
     return app
@@ -258,7 +279,10 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
         "param_count": rt.param_count, "iteration_ms": d.iteration_ms, "optimizer": d.optimizer,
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
-        "error": rt.error.to_json() if rt.error else None,
+        "error": rt.error.to_json() if rt.error else None, "aggregation": d.aggregation,
+        "trust": {"results_refused": dict(rt.counters.dropped), "outliers": rt.counters.outliers,
+                  "checks": {k: rt.counters.checks[k] for k in ("passed", "failed", "dropped")},
+                  "banned": sorted(rt.banned)},
     }
     if detail:
         result["layers"] = d.layers
@@ -276,6 +300,7 @@ def worker_json(rt: ProjectRuntime, worker_id: str) -> dict[str, Any]:
         "shards_allocated": len(trainer.allocated) if trainer else 0,
         "shards_cached": len(alloc.work_shards(rt.allocation, worker_id)) if trainer else 0,
         "examples_per_s": rate, "accepted": worker.accepted, "dropped": worker.dropped, "state": worker.state,
+        "trust": {**worker.trust.summary(), "check_probability": check_probability(worker.trust, rt.trust_settings)},
     }
 
 

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from mlitb.master.settings import STATIC_DIR
+from mlitb.security_headers import script_hash
 
 ENTRY = "js/standalone.js"
 # Relative specifiers of static imports, `export ... from` and dynamic import().
@@ -41,6 +42,25 @@ def render_closure_page(closure_text: str, static_dir: Path = STATIC_DIR) -> str
         closure=embedded,
         entry=json.dumps(f"mlitb/{ENTRY}"),
     )
+
+
+_INLINE_SCRIPT = re.compile(r'<script type="(?:importmap|module)">(.*?)</script>', re.S)
+
+
+def closure_page_policy(page: str) -> str:
+    """The page's own Content-Security-Policy when the master serves it: its inline scripts by hash,
+    its modules as the data: URLs the import map names, nothing from the network, never framed."""
+    hashes = " ".join(script_hash(script) for script in _INLINE_SCRIPT.findall(page))
+    return "; ".join((
+        "default-src 'none'",
+        f"script-src {hashes} data: 'wasm-unsafe-eval'",
+        "style-src 'unsafe-inline'",
+        "img-src data: blob:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ))
 
 
 def _model_name(closure: object) -> str:

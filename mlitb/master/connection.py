@@ -21,7 +21,9 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from mlitb.master.message_limits import message_limit, refusal_text
 from mlitb.master.settings import Settings
+from mlitb.master.ws_protocol import MESSAGE_TOO_BIG, SCOPE_KEY, MessageLimit
 from mlitb.protocol import (
     Cached,
     ClientMessage,
@@ -49,6 +51,7 @@ class ConnectionStats:
     bad_frames: int = 0
     dropped: int = 0
     refused: int = 0
+    too_large: int = 0  # messages refused from their header (ws_protocol.py), also in bad_frames
 
 
 @dataclass
@@ -147,24 +150,45 @@ async def serve_connection(ws: WebSocket, lobby: Lobby, settings: Settings, stat
         stats.open -= 1
 
 
+def _message_limit(ws: WebSocket, settings: Settings) -> MessageLimit:
+    """The connection's own limit (ws_protocol.py), set to the pre-welcome size; a local one elsewhere."""
+    limit = ws.scope.get("extensions", {}).get(SCOPE_KEY) or MessageLimit(0)
+    limit.set(message_limit(settings))
+    return limit
+
+
 async def _serve(ws: WebSocket, lobby: Lobby, settings: Settings, stats: ConnectionStats) -> None:
     conn = Connection(ws, settings.max_pending_frames)
     sender = asyncio.create_task(conn.run_sender())
     session: Session | None = None
+    limit = _message_limit(ws, settings)
+    limit.refusal = lambda size, most: error_frame(
+        "frame_too_large", refusal_text(size, most, session is not None), fatal=True)
     try:
         while not conn.closing:
-            message = await ws.receive()
+            try:
+                async with asyncio.timeout(None if session else settings.hello_timeout_s):
+                    message = await ws.receive()
+            except TimeoutError:
+                conn.close(error_frame("hello_timeout", f"no 'hello' within {settings.hello_timeout_s:g} s; "
+                                       "send it right after connecting", fatal=True))
+                break
             if message["type"] == "websocket.disconnect":
+                if message.get("code") == MESSAGE_TOO_BIG:
+                    stats.too_large += 1
+                    stats.bad_frames += 1
                 break
             frame = message.get("bytes") if message.get("bytes") is not None else message.get("text")
             try:
                 parsed = parse_client_frame(
                     frame,
                     param_count=session.param_count if session else None,
-                    max_bytes=settings.max_frame_bytes,
+                    max_bytes=limit.max_bytes,
                     max_grad_norm_per_example=settings.max_grad_norm_per_example,
                 )
                 session = dispatch(conn, parsed, session, lobby)
+                if isinstance(parsed, Hello):  # welcomed: the limit now fits what this client sends
+                    limit.set(message_limit(settings, parsed.role, session.param_count))
             except ProtocolError as exc:
                 conn.bad_frames += 1
                 stats.bad_frames += 1

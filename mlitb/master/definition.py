@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mlitb.links import LinkSettings
+from mlitb.master.aggregation import RULES as AGGREGATION_RULES
 from mlitb.model import Net, SpecError
+from mlitb.model.limits import ModelLimits, ModelTooLarge, checked_net
 from mlitb.optim import OPTIMIZERS, optimizer_defaults
 from mlitb.validate import (
     FieldError,
@@ -38,6 +40,7 @@ _HYPER_RANGES: dict[str, tuple[float, float, bool]] = {
     "eps": (0.0, 1.0, False),
 }
 MAX_NAME = 200
+DEFAULT_AGGREGATION = "centered_clip"
 MAX_NORMALIZATION = 1000.0
 MAX_DESCRIPTION = 2000
 
@@ -72,6 +75,7 @@ class ProjectDef:
     status: str = "paused"
     created: float = field(default_factory=time.time)
     description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
+    aggregation: str = DEFAULT_AGGREGATION  # how clients' gradients are combined (aggregation.py, security.md)
     links: dict[str, Any] = field(default_factory=dict)  # codecs and local steps (mlitb/links.py); {} = float32
 
     @property
@@ -95,26 +99,41 @@ def new_project_id(name: str) -> str:
     return f"{slug}-{secrets.token_hex(4)}"
 
 
-def check_layers(layers: Any) -> Net:
-    """Build the net or raise ValidationError naming the layer index and field."""
+def check_layers(layers: Any, limits: ModelLimits = ModelLimits()) -> Net:
+    """Build the net or raise ValidationError naming the layer index and field, or the limit it is over."""
     try:
-        return Net(layers)
+        return checked_net(layers, limits)
+    except ModelTooLarge as exc:
+        raise ValidationError("layers", exc.message) from exc
     except SpecError as exc:
         # architecture.md: a layer error answers {error, layer, field} with the layer's own field.
         raise ValidationError(exc.field or "layers", exc.message, text=str(exc), layer=exc.index) from exc
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RecursionError) as exc:
         raise ValidationError("layers", f"not a valid list of layer definitions: {exc}") from exc
 
 
+def check_layers_body(raw: bytes, limits: ModelLimits = ModelLimits()) -> Net:
+    """`{"layers": [...]}` as `POST /api/layers/check` sends it, parsed and checked (the app runs this in a
+    thread, after the body limit: parsing is the one costly step an unauthenticated client can ask for)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object {\"layers\": [...]}")
+    return check_layers(body.get("layers"), limits)
+
+
 def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_classes: int | None,
-                 default_eval_every: int, iteration_range: tuple[int, int]) -> tuple[ProjectDef, Net]:
+                 default_eval_every: int, iteration_range: tuple[int, int],
+                 model_limits: ModelLimits = ModelLimits()) -> tuple[ProjectDef, Net]:
     """A new project's definition from a POST body; `dataset_shape` None means the dataset does not exist."""
     body = require_object(body, "body")
     name = _name(body, "name")
     dataset = _name(body, "dataset")
     if dataset_shape is None:
         raise ValidationError("dataset", f"no dataset {dataset!r}; upload it to the data server first (GET /datasets lists them)")
-    net = check_layers(body.get("layers"))
+    net = check_layers(body.get("layers"), model_limits)
     if list(net.input_shape) != list(dataset_shape):
         raise ValidationError("layers", f"the input layer is {list(net.input_shape)} (sy, sx, depth) but dataset "
                                         f"{dataset!r} holds images of {list(dataset_shape)} (height, width, channels)", layer=0)
@@ -135,15 +154,16 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         seed=require_int(body.get("seed", 0), "seed", 0, 2**32 - 1),
         status=status,
         description=_description(body.get("description", "")),
+        aggregation=_aggregation(body.get("aggregation", DEFAULT_AGGREGATION)),
         links=_links(body.get("links", {}), body.get("optimizer", {})),
     )
     return definition, net
 
 
 def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]) -> ProjectDef:
-    """The definition after a PATCH; only the name, description, T and optimizer hyper-parameters may change."""
+    """The definition after a PATCH; the name, description, T, aggregation and optimizer hyper-parameters."""
     body = require_object(body, "body")
-    allowed = {"name", "description", "iteration_ms", "optimizer"}
+    allowed = {"name", "description", "iteration_ms", "optimizer", "aggregation"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ValidationError(unknown[0], f"cannot be changed; PATCH accepts {', '.join(sorted(allowed))}")
@@ -152,6 +172,8 @@ def parse_patch(body: Any, current: ProjectDef, iteration_range: tuple[int, int]
         changes["name"] = _name(body, "name")
     if "description" in body:
         changes["description"] = _description(body["description"])
+    if "aggregation" in body:
+        changes["aggregation"] = _aggregation(body["aggregation"])
     if "iteration_ms" in body:
         changes["iteration_ms"] = _iteration_ms(body["iteration_ms"], iteration_range)
     if "optimizer" in body:
@@ -224,6 +246,12 @@ def _normalization(raw: Any) -> dict[str, float]:
 
 def _name(body: dict[str, Any], field: str) -> str:
     return require_text(body.get(field), field, max_len=MAX_NAME).strip()
+
+
+def _aggregation(value: Any) -> str:
+    if value not in AGGREGATION_RULES:
+        raise ValidationError("aggregation", f"must be one of {', '.join(AGGREGATION_RULES)}, got {value!r}")
+    return value
 
 
 def _description(value: Any) -> str:

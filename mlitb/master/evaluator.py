@@ -34,6 +34,7 @@ from mlitb.master.evaluation import (
     evaluate,
 )
 from mlitb.model import Net
+from mlitb.model.memory import retain_freed_memory
 
 log = logging.getLogger("mlitb.master.evaluator")
 
@@ -48,6 +49,7 @@ def _start_process() -> None:
     """Initializer: yield the CPU to the master's loop and workers, and never outlive the master."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(NICENESS)
+    retain_freed_memory()  # this process runs the engine (the master never does: it keeps its memory small)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()

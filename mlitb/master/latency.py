@@ -19,8 +19,10 @@ Estimates (per worker, in `WorkerTiming`):
 * overrun sample = compute_ms - the budget sent (never below 0): workers stop
   *starting* batches when the budget runs out, so a slow device with large
   batches overshoots; smoothed like latency.
-* throughput = examples / compute_ms, median-filtered then EWMA-smoothed;
-  `examples_per_s` feeds allocation's shares.
+* throughput = examples / round trip, both measured by the master (never the
+  client's `compute_ms`, which it could lie about), median-filtered then
+  EWMA-smoothed; `examples_per_s` feeds allocation's shares. A far client's
+  throughput reads a little low (its latency is in the round trip).
 
 Budget for the next iteration (`work_budget_ms`)::
 
@@ -168,14 +170,15 @@ def record_result(
     worker; a late one only updates the estimates (its miss was already
     counted by `record_miss` at the deadline).
     """
-    compute_ms = max(float(compute_ms), 0.0)
-    latency = max(float(received_ms) - float(sent_ms) - compute_ms, 0.0)
+    round_trip = max(float(received_ms) - float(sent_ms), 0.0)
+    compute_ms = min(max(float(compute_ms), 0.0), round_trip)
+    latency = round_trip - compute_ms
     timing.latency_ms = _push(timing.recent_latency_ms, timing.latency_ms, latency, policy)
     if budget_ms is not None:
         overrun = max(compute_ms - float(budget_ms), 0.0)
         timing.overrun_ms = _push(timing.recent_overrun_ms, timing.overrun_ms, overrun, policy)
     if count > 0:
-        rate = count / max(compute_ms, 1.0)
+        rate = count / max(round_trip, 1.0)
         timing.examples_per_ms = _push(timing.recent_examples_per_ms, timing.examples_per_ms, rate, policy)
     on_time = received_ms <= deadline_ms
     if on_time:

@@ -1,8 +1,8 @@
 """The per-project event loop: one synchronized map-reduce step per iteration (MLitB 3.3).
 
 At each iteration boundary, in MLitB's order: data (allocate waiting shards),
-join (admit trainers holding data), reduce (apply the running gradient sum of
-the iteration that just closed), latency (measure, set budgets, rebalance),
+join (admit trainers holding data), reduce (apply the robust aggregate of the
+results of the iteration that just closed: aggregation.py), latency (measure, set budgets, rebalance),
 broadcast (one params encode for everyone, a small work frame per trainer).
 The iteration is timed by its deadline T, not by waiting for results: it
 closes at the deadline or as soon as every trainer given work has answered or
@@ -20,7 +20,7 @@ from mlitb.master import allocation as alloc
 from mlitb.master import latency
 from mlitb.master.guard import guarded_step
 from mlitb.master.runtime import ProjectRuntime, Window, Worker
-from mlitb.protocol import idle_frame, params_frame, work_frame
+from mlitb.protocol import f32_bytes, idle_frame, params_frame, work_frame
 
 AfterReduce = Callable[[ProjectRuntime], None]
 
@@ -54,15 +54,14 @@ async def wait_window(rt: ProjectRuntime) -> None:
 
 def boundary(rt: ProjectRuntime, now: float, after_reduce: AfterReduce) -> Window | None:
     """Close the open iteration and open the next; None when there is nobody to work."""
-    closed = rt.window
-    rt.open_window(None)
+    closed = rt.take_window()
     data_step(rt)
     join_step(rt)
     if closed is not None:
         reduce_step(rt, closed, now)
         latency_step(rt, closed)
         after_reduce(rt)
-    rt.open_window(broadcast_step(rt, now))
+    broadcast_step(rt, now)
     return rt.window
 
 
@@ -81,13 +80,18 @@ def join_step(rt: ProjectRuntime) -> None:
 
 
 def reduce_step(rt: ProjectRuntime, closed: Window, now: float) -> None:
-    """Apply Σgrad/Σcount with the optimizer, record the iteration, move to the next.
+    """Apply the robust aggregate of the accepted results with the optimizer, record the iteration, move on.
 
-    A step that would make the parameters non-finite raises (guard.py) before anything is recorded;
-    the supervisor reports it and the same iteration runs again from the last good parameters.
+    The aggregate is already a mean gradient (per-client means combined by the project's rule, its norm
+    bounded by the recent history), so the optimizer takes it with a count of 1. A step that would make the
+    parameters non-finite raises (guard.py) before anything is recorded; the supervisor reports it and the
+    same iteration runs again from the last good parameters.
     """
-    if rt.sum.count:
-        guarded_step(rt.optimizer, rt.params, rt.sum.grad, rt.sum.count, closed.iteration)
+    reduction = rt.reduction
+    if reduction.contributors:
+        aggregate, tau = reduction.finish(rt.norm_history)
+        guarded_step(rt.optimizer, rt.params, aggregate.gradient, 1, closed.iteration)
+        rt.record_aggregate(aggregate, tau, reduction.clients)
     rt.close_iteration(closed, now)
 
 
@@ -103,8 +107,12 @@ def latency_step(rt: ProjectRuntime, closed: Window) -> None:
     rt.send_assignments()
 
 
-def broadcast_step(rt: ProjectRuntime, now: float) -> Window | None:
+def broadcast_step(rt: ProjectRuntime, now: float) -> None:
     """The same params bytes to every client, work to every admitted trainer with usable shards.
+
+    Each work carries a fresh random seed: with the shards' order it fixes which examples a result covers
+    (work_order.py), so any result can be recomputed exactly (a spot check) and its count is bounded by
+    the examples of those shards.
 
     Exclusion keeps a slow trainer from holding the others back; when every trainer is excluded
     there is nobody to protect, and leaving them all idle would stop training, so all get work.
@@ -112,18 +120,26 @@ def broadcast_step(rt: ProjectRuntime, now: float) -> Window | None:
     candidates = {wid: w for wid, w in rt.workers.items() if w.admitted and rt.usable_shards(wid)}
     workers = {wid: w for wid, w in candidates.items() if _gets_work(w, rt.iteration)} or candidates
     if not workers:
-        return None
-    frame = params_frame(rt.iteration, rt.params)
+        rt.open_window(None)
+        return
+    params = f32_bytes(rt.params)
+    frame = params_frame(rt.iteration, params)
     deadline = now + rt.definition.iteration_ms / 1000
+    examples = 0
     for worker_id, worker in rt.workers.items():
         if worker_id not in workers:
             worker.conn.send_iteration(frame)
             continue
-        worker.give_work(rt.iteration, now, deadline, latency.work_budget_ms(worker.timing, rt.definition.iteration_ms))
-        worker.conn.send_iteration(frame, work_frame(rt.iteration, worker.budget_ms, rt.usable_shards(worker_id)))
+        shards = tuple(rt.usable_shards(worker_id))
+        held = sum(rt.allocation.shard_counts[s] for s in shards)
+        examples += held
+        seed = rt.new_seed()
+        worker.give_work(rt.iteration, now, deadline, latency.work_budget_ms(worker.timing, rt.definition.iteration_ms),
+                         seed, shards, held)
+        worker.conn.send_iteration(frame, work_frame(rt.iteration, worker.budget_ms, list(shards), seed))
     for tracker in rt.trackers.values():
         tracker.send_iteration(frame)
-    return Window(rt.iteration, now, deadline, set(workers))
+    rt.open_window(Window(rt.iteration, now, deadline, set(workers)), params, examples)
 
 
 def _gets_work(worker: Worker, iteration: int) -> bool:

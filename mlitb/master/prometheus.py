@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from mlitb.master.connection import ConnectionStats
 from mlitb.master.runtime import ProjectRuntime
 
-DROP_REASONS = ("old", "late", "unsolicited")
+DROP_REASONS = ("old", "late", "unsolicited", "untrusted", "implausible_count", "implausible_time")
 
 
 def render(projects: Iterable[ProjectRuntime], stats: ConnectionStats) -> str:
@@ -37,8 +37,14 @@ def render(projects: Iterable[ProjectRuntime], stats: ConnectionStats) -> str:
     series("mlitb_results_accepted_total", "counter", "Results applied to the parameters.",
            per_project(lambda rt: rt.counters.accepted))
     series("mlitb_results_dropped_total", "counter",
-           "Results not applied: old iteration, after the deadline, or without outstanding work.",
+           "Results not applied: old iteration, after the deadline, without outstanding work, from an excluded "
+           "or banned client, or with a count or compute time the master cannot believe.",
            [(f'{{project="{rt.id}",reason="{reason}"}}', rt.counters.dropped[reason]) for rt in projects for reason in DROP_REASONS])
+    series("mlitb_results_outliers_total", "counter", "Applied results far above the iteration's median norm (clipped).",
+           per_project(lambda rt: rt.counters.outliers))
+    series("mlitb_spot_checks_total", "counter", "Results recomputed by the verifier (passed, failed) or not (dropped).",
+           [(f'{{project="{rt.id}",outcome="{outcome}"}}', rt.counters.checks[outcome]) for rt in projects
+            for outcome in ("passed", "failed", "dropped")])
     series("mlitb_results_missed_total", "counter", "Work whose result did not arrive by the deadline.",
            per_project(lambda rt: rt.counters.missed))
     series("mlitb_test_accuracy", "gauge", "Latest server-side test accuracy.",
@@ -47,6 +53,8 @@ def render(projects: Iterable[ProjectRuntime], stats: ConnectionStats) -> str:
     series("mlitb_connections_total", "counter", "WebSocket connections accepted.", [("", stats.total)])
     series("mlitb_connections_refused_total", "counter", "Connections refused at the limit.", [("", stats.refused)])
     series("mlitb_bad_frames_total", "counter", "Client frames refused by validation.", [("", stats.bad_frames)])
+    series("mlitb_frames_too_large_total", "counter", "Client messages refused from their frame header (over the connection's limit).",
+           [("", stats.too_large)])
     series("mlitb_clients_dropped_total", "counter", "Clients dropped for too many bad frames.", [("", stats.dropped)])
     return "\n".join(lines) + "\n"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mlitb.data.catalog import get_manifest
+from mlitb.data.catalog import get_manifest, shard_key
 from mlitb.master import evaluation
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.checkpointer import Checkpointer, Policy
@@ -27,7 +27,9 @@ from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
 from mlitb.master.evaluator import Evaluator
 from mlitb.master.loop import run_project
-from mlitb.master.runtime import ProjectError, ProjectRuntime
+from mlitb.master.runtime import CheckRequest, ProjectError, ProjectRuntime
+from mlitb.master.verification import Claim, VerifySettings, Work
+from mlitb.master.verifier import Verifier
 from mlitb.master.settings import Settings
 from mlitb.master.supervision import RestartPolicy, supervise
 from mlitb.protocol import Hello, ProtocolError, error_frame
@@ -63,6 +65,7 @@ class Registry:
         self._side: dict[str, _SideTasks] = {}
         self.checkpoints = Checkpointer(store, Policy(settings.checkpoint_every, settings.checkpoint_interval_s))
         self.evaluator = Evaluator()
+        self.verifier = Verifier(VerifySettings(tolerance=settings.verify_tolerance, queue=settings.verify_queue))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -89,6 +92,7 @@ class Registry:
         await self.checkpoints.flush(self.settings.checkpoint_flush_s)
         await self.checkpoints.close()
         await self.evaluator.close()
+        await self.verifier.close()
 
     # ------------------------------------------------------------ researcher actions
 
@@ -176,7 +180,8 @@ class Registry:
 
     def _add(self, rt: ProjectRuntime) -> None:
         self.projects[rt.id] = rt
-        self._side[rt.id] = _SideTasks()
+        side = self._side[rt.id] = _SideTasks()
+        rt.request_check = lambda request: self._spawn(side, self._check(rt, request))
         if rt.running:
             self._launch(rt)
 
@@ -242,6 +247,23 @@ class Registry:
         finally:
             side.evaluating = None
         rt.record_evaluation(iteration, result.loss, result.accuracy)
+
+    async def _check(self, rt: ProjectRuntime, request: CheckRequest) -> None:
+        """Recompute one result in the verifier process (spot check); the runtime acts on the verdict."""
+        blobs = []
+        for shard_id in request.shards:
+            blob = await self.store.get(shard_key(shard_id))
+            if blob is None:
+                return  # the dataset changed under the check: nothing to hold against the client
+            blobs.append(blob)
+        result = request.result
+        work = Work(request.layers, request.normalization, request.params, tuple(blobs), request.seed)
+        claim = Claim(result.grad_sum.tobytes(), result.count, result.loss_sum, result.correct, result.batches)
+        verdict = await self.verifier.verify(work, claim)
+        if verdict is None:
+            rt.record_check_dropped()
+        else:
+            rt.record_check(request.worker_id, verdict.passed, verdict.reasons)
 
     def _save(self, rt: ProjectRuntime) -> None:
         """Queue a checkpoint: a snapshot now (consistent), encoded and written off the loop, newest wins."""

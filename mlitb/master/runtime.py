@@ -9,7 +9,11 @@ no locks. The iteration steps themselves are in loop.py.
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import secrets
 import time
+from collections.abc import Callable
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +23,8 @@ import numpy as np
 from mlitb.data.manifest import Manifest
 from mlitb.master import allocation as alloc
 from mlitb.master import latency
+from mlitb.master import trust
+from mlitb.master.aggregation import Aggregate, AggregationSettings, NormHistory, Reduction
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
@@ -31,6 +37,7 @@ from mlitb.protocol import (
     ProtocolError,
     Result,
     assign_frame,
+    error_frame,
     idle_frame,
     params_frame,
     welcome_frame,
@@ -40,8 +47,9 @@ from mlitb.protocol import (
 @dataclass(frozen=True)
 class ProjectError:
     """A project's last failure: what happened, when (unix s), at which iteration, how often in a row, and
-    where: `loop` (an iteration failed), `dataset` (its data went away) or `evaluation` (the test figures
-    could not be computed; training goes on, and the next good evaluation clears it)."""
+    where: `loop` (an iteration failed), `dataset` (its data went away), `evaluation` (the test figures
+    could not be computed; training goes on, and the next good evaluation clears it) or `trust` (every
+    result was refused for many iterations in a row: the project is not learning)."""
 
     message: str
     time: float
@@ -59,12 +67,16 @@ class Worker:
 
     conn: Connection
     info: ClientInfo
+    trust: trust.TrustRecord
     timing: latency.WorkerTiming = field(default_factory=latency.WorkerTiming)
     admitted: bool = False
     work_iteration: int | None = None
     work_sent_at: float = 0.0
     work_deadline: float = 0.0
     work_answered: bool = False
+    work_seed: int = 0
+    work_shards: tuple[str, ...] = ()
+    work_examples: int = 0  # examples of the work's shards: the most a result may cover
     budget_ms: int = 0
     accepted: int = 0
     dropped: int = 0
@@ -79,40 +91,31 @@ class Worker:
         """Enter the computation (at a boundary, once it holds some of its shards)."""
         self.admitted = True
 
-    def give_work(self, iteration: int, sent_at: float, deadline: float, budget_ms: int) -> None:
-        """Record the `work` about to be sent: its result is measured against these."""
+    def give_work(self, iteration: int, sent_at: float, deadline: float, budget_ms: int, seed: int,
+                  shards: tuple[str, ...], examples: int) -> None:
+        """Record the `work` about to be sent: its result is measured, bounded and recomputed against these."""
         self.work_iteration = iteration
         self.work_sent_at = sent_at
         self.work_deadline = deadline
         self.work_answered = False
         self.budget_ms = budget_ms
+        self.work_seed = seed
+        self.work_shards = shards
+        self.work_examples = examples
 
 
-@dataclass
-class GradientSum:
-    """One running sum of the results of the open iteration: O(P) memory whatever the worker count."""
+@dataclass(frozen=True)
+class CheckRequest:
+    """A result to recompute off the loop (registry → verifier): the work as sent, and what came back."""
 
-    grad: np.ndarray
-    count: int = 0
-    loss_sum: float = 0.0
-    correct: int = 0
-    contributors: int = 0
-
-    @classmethod
-    def zeros(cls, size: int) -> GradientSum:
-        return cls(np.zeros(size, np.float32))
-
-    def add(self, result: Result) -> None:
-        np.add(self.grad, result.grad_sum, out=self.grad)
-        self.count += result.count
-        self.loss_sum += result.loss_sum
-        self.correct += result.correct
-        self.contributors += 1
-
-    def reset(self) -> None:
-        self.grad.fill(0)
-        self.count = self.correct = self.contributors = 0
-        self.loss_sum = 0.0
+    worker_id: str
+    iteration: int
+    layers: list[dict[str, Any]]
+    normalization: dict[str, float]
+    params: bytes  # the float32 parameters of `iteration`
+    shards: tuple[str, ...]  # in the work's order
+    seed: int
+    result: Result
 
 
 @dataclass
@@ -133,9 +136,21 @@ class Counters:
     examples: int = 0
     accepted: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> results not applied
+    outliers: int = 0  # applied results whose norm was far above the iteration's median (clipped)
+    checks: Counter = field(default_factory=Counter)  # passed / failed: spot-check recomputations
+    refused_streak: int = 0  # iterations in a row whose results were all refused
+    refused_seen: int = 0  # dropped results counted by the last closed iteration
     missed: int = 0  # work sent whose result did not arrive by the deadline
     last_iteration_s: float = 0.0
     examples_per_s: float = 0.0
+
+
+def aggregation_settings(rule: str) -> AggregationSettings:
+    """A project's aggregation: `mean` is the plain count-weighted mean (capped at allocations only)."""
+    return AggregationSettings(rule=rule, max_share=1.0) if rule == "mean" else AggregationSettings(rule=rule)
+
+
+log = logging.getLogger("mlitb.master")
 
 
 class ProjectRuntime:
@@ -159,11 +174,21 @@ class ProjectRuntime:
         # Why the master paused the project on its own (dataset deleted), or its loop's last failure
         # (supervision.py); until the next start.
         self.error: ProjectError | None = None
-        self.sum = GradientSum.zeros(net.param_count)
         self.window: Window | None = None
         self.counters = Counters()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
+        # Trust (docs/security.md): robust aggregation's state, spot checks, bans.
+        self.aggregation = aggregation_settings(definition.aggregation)
+        self.norm_history = NormHistory(self.aggregation.norm_window)
+        self.centre: np.ndarray | None = None  # the last aggregate: centered clipping's centre
+        self.clip_tau: float | None = None  # its radius, from the last iteration's distances
+        self.reduction = self._reduction(0)
+        self.iteration_params = b""  # the parameters the open iteration's work is computed with
+        self.trust_settings = trust.TrustSettings()
+        self.banned: set[str] = set()
+        self.request_check: Callable[[CheckRequest], None] | None = None  # set by the registry
+        self._rng = random.Random(secrets.randbits(64))
 
     @classmethod
     def build(cls, definition: ProjectDef, manifest: Manifest, settings: Settings,
@@ -219,9 +244,11 @@ class ProjectRuntime:
     # ------------------------------------------------------------ the researcher and the supervisor
 
     def set_definition(self, definition: ProjectDef) -> None:
-        """A changed definition (status, name, T, hyper-parameters); the loop reads it at the next boundary."""
+        """A changed definition (status, name, T, hyper-parameters, aggregation); read at the next boundary."""
         if definition.optimizer != self.definition.optimizer:
             self.optimizer.set_hyper(hyper_of(definition.optimizer))
+        if definition.aggregation != self.definition.aggregation:
+            self.aggregation = aggregation_settings(definition.aggregation)
         self.definition = definition
 
     def attach_task(self, task: asyncio.Task) -> None:
@@ -235,7 +262,7 @@ class ProjectRuntime:
     def discard_open_iteration(self) -> None:
         """Forget the open iteration's results; the parameters stay those of the last completed one."""
         self.window = None
-        self.sum.reset()
+        self.reduction = self._reduction(0)
 
     def record_error(self, error: ProjectError) -> None:
         self.error = error
@@ -262,9 +289,20 @@ class ProjectRuntime:
         self.error = ProjectError(message, time.time(), iteration, failures, source="evaluation")
         return True
 
+    def record_aggregate(self, aggregate: Aggregate, tau: float | None, clients: list[str]) -> None:
+        """The aggregate just applied: the next iteration's clipping centre and radius; outliers counted."""
+        self.centre = aggregate.gradient.copy()
+        self.clip_tau = tau
+        for client_id, seen in zip(clients, aggregate.clients):
+            if seen.outlier:
+                self.counters.outliers += 1
+                if client_id in self.workers:
+                    self.workers[client_id].trust.flag_outlier()
+
     def close_iteration(self, closed: Window, now: float) -> None:
         """Record the iteration that just closed (its optimizer step already taken) and move to the next."""
-        total = self.sum
+        total = self.reduction
+        self._watch_refusals(closed)
         elapsed = max(now - closed.started, 1e-9)
         c = self.counters
         c.iterations += 1
@@ -285,11 +323,55 @@ class ProjectRuntime:
             "iteration_ms": elapsed * 1000,
         })
         del self.metrics[:-self.settings.metrics_history]
-        total.reset()
+        self.reduction = self._reduction(0)
         self.iteration = closed.iteration + 1
 
-    def open_window(self, window: Window | None) -> None:
+    def new_seed(self) -> int:
+        """A fresh uint32 for a work's example order and dropout masks."""
+        return self._rng.getrandbits(32)
+
+    def take_window(self) -> Window | None:
+        """Close the open iteration (its accepted results stay in `reduction` for the reduce step)."""
+        window, self.window = self.window, None
+        return window
+
+    def open_window(self, window: Window | None, params: bytes = b"", examples: int = 0) -> None:
+        """The next iteration: its work is computed on `params`; `examples` are those of every work sent."""
         self.window = window
+        self.iteration_params = params
+        self.reduction = self._reduction(examples)
+
+    def record_check(self, worker_id: str, passed: bool, reasons: tuple[str, ...]) -> None:
+        """A spot check's verdict; a failed one excludes the client for good (a fatal `untrusted` error)."""
+        self.counters.checks["passed" if passed else "failed"] += 1
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return  # gone already; a new connection starts at the lowest trust
+        if passed:
+            worker.trust.check_passed()
+            return
+        why = "; ".join(reasons)
+        worker.trust.check_failed(why)
+        log.warning("project %s: client %s excluded: a recomputed result did not match (%s)", self.id, worker_id, why)
+        worker.conn.close(error_frame("untrusted", f"one of your results was recomputed by the master and did not "
+                                      f"match ({why}); this client is excluded from the project", fatal=True))
+
+    def record_check_dropped(self) -> None:
+        """The verifier was saturated: the sampled result goes unchecked (counted, shown in the API)."""
+        self.counters.checks["dropped"] += 1
+
+    def ban(self, worker_id: str) -> bool:
+        """The researcher bans a client: closed with `untrusted`, and its id stays refused; False if not here."""
+        self.banned.add(worker_id)
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return False
+        worker.trust.ban()
+        worker.conn.close(error_frame("untrusted", "the researcher banned this client from the project", fatal=True))
+        return True
+
+    def unban(self, worker_id: str) -> None:
+        self.banned.discard(worker_id)
 
     # ------------------------------------------------------------ arrivals
 
@@ -299,13 +381,13 @@ class ProjectRuntime:
         self.wake.set()
 
     def join(self, conn: Connection, hello: Hello) -> None:
-        """Welcome a client; a trainer also gets its allocation."""
+        """Welcome a client; a trainer also gets its allocation (and starts at the lowest trust)."""
         conn.send(self._welcome(conn.id, hello.role))
         conn.send_iteration(params_frame(self.iteration, self.params))
         if hello.role == "tracker":
             self.trackers[conn.id] = conn
             return
-        self.workers[conn.id] = Worker(conn, hello.client)
+        self.workers[conn.id] = Worker(conn, hello.client, trust.TrustRecord(conn.id))
         alloc.add_trainer(self.allocation, conn.id, self.settings.cache_shards, self._train_ids(hello.cached))
         self.send_assignments()
         conn.send(idle_frame("waiting" if self.running else "paused"))
@@ -330,20 +412,29 @@ class ProjectRuntime:
         if worker is None:
             raise ProtocolError("unexpected", "only trainers send results")
         now = time.monotonic()
+        elapsed_ms = (now - worker.work_sent_at) * 1000
+        worker.trust.received()
         if result.iteration == worker.work_iteration and not worker.work_answered:
             worker.work_answered = True
             latency.record_result(
                 worker.timing, sent_ms=worker.work_sent_at * 1000, received_ms=now * 1000,
-                compute_ms=result.compute_ms, count=result.count,
+                compute_ms=result.compute_ms, count=min(result.count, worker.work_examples),
                 deadline_ms=worker.work_deadline * 1000, budget_ms=worker.budget_ms,
             )
-        reason = self._reject_reason(conn.id, result, now)
+        reason = self._reject_reason(conn.id, result, now) or self._trust_problem(worker, result, elapsed_ms)
         if reason is not None:
             self.counters.dropped[reason] += 1
             worker.dropped += 1
+            worker.trust.refuse(reason)
             return
-        self.sum.add(result)
+        self.reduction.add(conn.id, result.grad_sum, result.count, worker.work_examples, result.loss_sum,
+                           result.correct)
         worker.accepted += 1
+        worker.trust.accept(trust.throughput(result.count, elapsed_ms))
+        if self.request_check is not None and trust.should_check(worker.trust, self._rng, self.trust_settings):
+            self.request_check(CheckRequest(conn.id, result.iteration, self.definition.layers,
+                                            self.definition.normalization, self.iteration_params,
+                                            worker.work_shards, worker.work_seed, result))
         assert self.window is not None
         self.window.waiting.discard(conn.id)
         if not self.window.waiting:
@@ -384,6 +475,34 @@ class ProjectRuntime:
         if now > window.deadline:
             return "late"
         return None
+
+    def _trust_problem(self, worker: Worker, result: Result, elapsed_ms: float) -> str | None:
+        """Why a well-formed, on-time result cannot be believed (counted like `late`), or None."""
+        if not worker.trust.trusted or worker.conn.id in self.banned:
+            return "untrusted"
+        if trust.count_problem(result.count, worker.work_examples):
+            return "implausible_count"
+        if trust.timing_problem(result.compute_ms, elapsed_ms, self.trust_settings):
+            return "implausible_time"
+        return None
+
+    def _reduction(self, examples: int) -> Reduction:
+        return Reduction(self.param_count, self.aggregation, self.centre, self.clip_tau, examples)
+
+    def _watch_refusals(self, closed: Window) -> None:
+        """Many iterations in a row whose every result was refused: say so (error source `trust`)."""
+        c = self.counters
+        refused, c.refused_seen = c.dropped.total() - c.refused_seen, c.dropped.total()
+        if self.reduction.contributors or not refused:
+            c.refused_streak = 0
+            self.clear_error("trust")
+            return
+        c.refused_streak += 1
+        if c.refused_streak >= self.settings.refused_iterations_error and (self.error is None or self.error.source == "trust"):
+            reasons = ", ".join(f"{reason} {n}" for reason, n in c.dropped.most_common())
+            self.error = ProjectError(
+                f"every result of the last {c.refused_streak} iterations was refused ({reasons}): the project is "
+                "not learning; see the workers table", time.time(), closed.iteration, c.refused_streak, source="trust")
 
     def _train_ids(self, shards: tuple[str, ...]) -> set[str]:
         return {s for s in shards if s in self.allocation.shard_counts}

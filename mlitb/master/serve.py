@@ -28,6 +28,7 @@ from mlitb.config import ConfigError, from_env
 from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets, list_datasets
 from mlitb.data.limits import Limits
+from mlitb.http_protocol import protocol_options
 from mlitb.master.app import create_master_app
 from mlitb.master.definition import parse_create
 from mlitb.master.registry import definition_key
@@ -158,10 +159,12 @@ async def ensure_demo_project(store: Store, settings: Settings) -> None:
 
 def _config(app, host: str, port: int, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
-        # websockets-sansio: uvicorn's current websockets backend (`ws="websockets"` is deprecated).
-        app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio",
+        app, host=host, port=port, log_level="warning", lifespan="on",
         ws_max_size=settings.max_frame_bytes, ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_timeout_s,
+        # Slow-loris deadline, idle keep-alive, and uvicorn's websockets-sansio backend with a message limit
+        # that follows each connection's state (http_protocol.py, ws_protocol.py).
+        **protocol_options(settings.http_read_timeout_s, settings.http_idle_timeout_s),
     )
 
 

@@ -19,7 +19,8 @@ class Settings:
     max_frame_bytes: int = 64 * 1024 * 1024
     max_connections: int = 1000
     max_bad_frames: int = 10
-    max_grad_norm_per_example: float = 1e4
+    # Only a sanity bound against overflow: robust aggregation clips what is merely large (security.md).
+    max_grad_norm_per_example: float = 1e8
     cache_shards: int = 64
     # A slow client gets at most this many undelivered control frames before it is dropped;
     # per-iteration frames (params, work) are coalesced, so they never pile up.
@@ -44,4 +45,20 @@ class Settings:
     # examples (data step) and to pause a project whose dataset was deleted (datawatch.py).
     dataset_poll_s: float = 2.0
     default_project: str | None = None
+    # Every result refused for this many iterations in a row: the project shows an error (source "trust").
+    refused_iterations_error: int = 10
+    # Spot checks: results recomputed at once at most (more are dropped and counted), tolerance (verification.py).
+    verify_queue: int = 4
+    verify_tolerance: float = 1e-3
+    # Denial of service (docs/security.md): what an unauthenticated request may cost.
+    max_body_bytes: int = 1 << 20  # any HTTP request body but a closure upload
+    max_closure_bytes: int = 256 << 20  # POST /api/projects/from-closure
+    http_read_timeout_s: float = 10.0  # request headers, and each read of a body, must arrive within this
+    http_idle_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
+    hello_timeout_s: float = 20.0  # a WebSocket that sends no hello within this is closed
+    max_control_bytes: int = 1 << 20  # a WebSocket message before welcome, from a tracker, or not a result
+    result_overhead_bytes: int = 64 << 10  # a trainer's result may be 4 x P bytes plus this
+    max_layers: int = 100  # layer definitions of a model
+    max_params: int = 10_000_000  # parameters of a model (40 MB as float32, per copy in a volunteer's browser)
+    max_projects: int = 100
     static_dir: Path = STATIC_DIR

@@ -17,7 +17,6 @@ import numpy as np
 
 from mlitb.model import ops
 from mlitb.model.layout import ParamBlock, build_layout, init_params, param_count
-from mlitb.model.memory import retain_freed_memory
 from mlitb.model.rng import mulberry32
 from mlitb.model.spec import Layer, expand
 
@@ -36,7 +35,6 @@ class Net:
     """A classifier described by ConvNetJS layer definitions."""
 
     def __init__(self, layer_defs: list[dict[str, Any]]):
-        retain_freed_memory()  # the engine's per-batch buffers reuse memory instead of faulting it in
         self.layer_defs: list[dict[str, Any]] = copy.deepcopy(layer_defs)
         self.layers: list[Layer] = expand(self.layer_defs)
         self.layout: list[ParamBlock] = build_layout(self.layers)

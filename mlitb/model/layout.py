@@ -9,6 +9,7 @@ order) then its biases. Exporting to ConvNetJS is therefore a copy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ def build_layout(layers: list[Layer]) -> list[ParamBlock]:
             weight_shape = (out_depth, layer.in_size)
         else:
             continue
-        weight_size = int(np.prod(weight_shape))
+        weight_size = math.prod(weight_shape)  # exact: np.prod wraps around int64 on absurd shapes
         blocks.append(ParamBlock(n, "weights", weight_shape, offset, weight_size, layer.l1_decay_mul, layer.l2_decay_mul))
         offset += weight_size
         blocks.append(ParamBlock(n, "biases", (out_depth,), offset, out_depth, 0.0, 0.0))

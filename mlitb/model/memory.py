@@ -5,7 +5,9 @@ activations. With glibc's defaults the freed heap top is returned to the
 kernel and the next call faults every page back in, zeroed: about a third
 of the MNIST convnet's time at batch 64. Raising the trim threshold (and
 fixing the mmap threshold) keeps that memory for reuse; the cost is that the
-process holds on to its peak heap. Elsewhere than glibc this does nothing.
+process holds on to its peak heap, so only processes that train call this
+(the Python worker, the evaluator), never the master. Elsewhere than glibc
+this does nothing.
 """
 
 from __future__ import annotations

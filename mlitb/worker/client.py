@@ -132,7 +132,6 @@ class Trainer:
         self.say = say
         self.cache: ShardCache | None = None
         self.results = 0
-        self._rng = np.random.default_rng()
         self._jitter = random.Random()
         self._examples: tuple[tuple[str, ...], Examples] | None = None
         self._seconds_per_example: float | None = None  # of the last work: sizes the next one's batches
@@ -260,17 +259,23 @@ class Trainer:
                 self.say(f"trainer {self.options.slot}: work for iteration {iteration} without its params; skipped")
                 continue
             held = {s: session.cache.get(s) for s in work["shards"]}
-            shards = {s: shard for s, shard in held.items() if shard is not None}
-            if not shards:
-                self.say(f"trainer {self.options.slot}: none of the {len(work['shards'])} shards to train on is cached")
+            missing = [s for s, shard in held.items() if shard is None]
+            if missing or not held:
+                # The work's example order spans every listed shard (work_order.py): with one missing, no
+                # honest result is possible; the next `cached` tells the master what this worker holds.
+                self.say(f"trainer {self.options.slot}: {len(missing)} of the {len(work['shards'])} shards to "
+                         f"train on are not cached; work skipped")
                 continue
+            shards = {s: shard for s, shard in held.items() if shard is not None}
+            seed = int(work.get("seed", 0)) & 0xFFFFFFFF
             started = time.perf_counter()
-            result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms)
+            result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms, seed)
             compute_ms = (time.perf_counter() - started) * 1000.0
             if self.options.extra_latency_ms > 0:
                 await asyncio.sleep(self.options.extra_latency_ms / 1000.0)
             await session.ws.send(
-                result_frame(iteration, result.grad_sum, result.count, result.loss_sum, result.correct, compute_ms)
+                result_frame(iteration, result.grad_sum, result.count, result.loss_sum, result.correct, compute_ms,
+                             result.batches)
             )
             self.results += 1
             self._set(
@@ -283,7 +288,8 @@ class Trainer:
                 results=self.results,
             )
 
-    def _compute(self, session: Session, params: np.ndarray, shards: dict[str, Shard], budget_ms: int) -> WorkResult:
+    def _compute(self, session: Session, params: np.ndarray, shards: dict[str, Shard], budget_ms: int,
+                 seed: int) -> WorkResult:
         """In a worker thread: the examples of these shards (built once per set), then the gradient."""
         started = time.perf_counter()
         shard_ids = tuple(shards)
@@ -296,7 +302,7 @@ class Trainer:
             self._examples[1],
             budget_ms - spent_ms,
             session.normalization,
-            rng=self._rng,
+            seed=seed,
             batch_size=batch_size_for(budget_ms - spent_ms, self._seconds_per_example, self.options.batch_size,
                                       MIN_BATCH, BATCHES_PER_BUDGET),
             slowdown=self.options.slowdown,

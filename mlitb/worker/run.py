@@ -20,6 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
+from mlitb.model.memory import retain_freed_memory
 from mlitb.worker.client import FatalError, Trainer, TrainerOptions
 from mlitb.worker.shard_cache import DEFAULT_DIR
 from mlitb.worker.status import Progress, StatusLine
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_trainer(options: TrainerOptions, report, say) -> int:
     """One trainer in this process until SIGINT/SIGTERM; the exit code."""
+    retain_freed_memory()  # this process trains: the engine's per-batch buffers are reused, not faulted in
 
     async def main() -> int:
         stop = asyncio.Event()

@@ -32,3 +32,18 @@ test("batches are normalised pixels with their labels", () => {
   }
   assert.deepEqual([...labels].sort(), [0, 1, 2, 3]);
 });
+
+test("a work's examples follow its seeded order over the shards in list order, one pass", async () => {
+  const { OrderedExamples } = await import("../../mlitb/static/js/examples.js");
+  const { exampleOrder } = await import("../../mlitb/static/js/work-order.js");
+  const examples = new OrderedExamples([shard(5, 2, 0), shard(3, 2, 100)], 42);
+  const x = new Float32Array(16), labels = new Int32Array(8);
+  const identity = normalizationTable({ scale: 1, offset: 0 });
+  assert.equal(examples.batch(6, x, labels, identity), 6);
+  assert.equal(examples.position, 6);
+  const expected = [...exampleOrder([5, 3], 42)].map((g) => (g < 5 ? g : 100 + g - 5));
+  assert.deepEqual([0, 1, 2, 3, 4, 5].map((e) => x[2 * e]), expected.slice(0, 6));
+  assert.equal(examples.batch(6, x, labels, identity), 2); // only 2 left in the pass
+  assert.deepEqual([x[0], x[2]], expected.slice(6));
+  assert.equal(examples.left, 0);
+});

@@ -64,6 +64,7 @@ export const api = {
   start: (id) => adminRequest(`/api/projects/${encodeURIComponent(id)}/start`, { method: "POST" }),
   pause: (id) => adminRequest(`/api/projects/${encodeURIComponent(id)}/pause`, { method: "POST" }),
   update: (id, changes) => adminRequest(`/api/projects/${encodeURIComponent(id)}`, { method: "PATCH", body: changes }),
+  ban: (id, worker) => adminRequest(`/api/projects/${encodeURIComponent(id)}/workers/${encodeURIComponent(worker)}/ban`, { method: "POST" }),
   remove: (id) => adminRequest(`/api/projects/${encodeURIComponent(id)}`, { method: "DELETE" }),
   datasets: async () => requestJson(`${(await getConfig()).data_url.replace(/\/$/, "")}/datasets`),
   dataset: async (id) => requestJson(`${(await getConfig()).data_url.replace(/\/$/, "")}/datasets/${encodeURIComponent(id)}`),

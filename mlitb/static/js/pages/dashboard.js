@@ -138,8 +138,33 @@ function drawWorkers() {
         element("td", { class: "num", text: formatCount(w.shards_cached) }),
         element("td", { class: "num", text: formatRate(w.examples_per_s) }),
         element("td", { class: "num", text: formatCount(w.accepted) }),
-        element("td", { class: "num", text: formatCount(w.dropped) }))));
-  if (!workers.length) $("workers").tBodies[0].append(element("tr", {}, element("td", { colspan: 12, class: "muted", text: `No workers connected. Share the volunteer link, or run: ${$("worker-command").value}` })));
+        element("td", { class: "num", text: formatCount(w.dropped) }),
+        element("td", { class: "trust", text: trustText(w.trust), title: trustTitle(w.trust) }),
+        element("td", {}, banButton(w)))));
+  if (!workers.length) $("workers").tBodies[0].append(element("tr", {}, element("td", { colspan: 14, class: "muted", text: `No workers connected. Share the volunteer link, or run: ${$("worker-command").value}` })));
+}
+
+// A worker's trust record in a few words: checks passed/failed, how often its results are still checked.
+function trustText(trust) {
+  if (!trust) return "–";
+  if (trust.excluded) return trust.banned ? "banned" : "excluded";
+  const checked = `${trust.checks_passed} checks ok`;
+  const rate = trust.check_probability != null ? ` · ${Math.round(trust.check_probability * 100)}% checked` : "";
+  const outliers = trust.outliers ? ` · ${trust.outliers} outliers` : "";
+  return checked + rate + outliers;
+}
+
+function trustTitle(trust) {
+  if (!trust) return "";
+  const refused = Object.entries(trust.refused || {}).map(([reason, n]) => `${reason} ${n}`).join(", ") || "none";
+  return `results ${trust.results}, accepted ${trust.accepted}, refused: ${refused}` + (trust.excluded ? `; ${trust.excluded}` : "");
+}
+
+function banButton(worker) {
+  const button = element("button", { type: "button", class: "small", text: "Ban", title: "Close this client and refuse its id (admin)" });
+  button.addEventListener("click", () =>
+    act(() => api.ban(projectId, worker.id), () => showMessage(message, `Banned ${worker.id}: it was closed and its id is refused.`, "ok")));
+  return button;
 }
 
 function fillForm() {
@@ -150,6 +175,7 @@ function fillForm() {
   form.l1_decay.value = optimizer.l1_decay ?? 0;
   form.l2_decay.value = optimizer.l2_decay ?? 0;
   form.iteration_ms.value = project.iteration_ms ?? "";
+  form.aggregation.value = project.aggregation ?? "centered_clip";
   $("optimizer-name").textContent = optimizer.name ? `Optimizer: ${optimizer.name}. Changes take effect at the next iteration.` : "";
   formFilled = true;
 }
@@ -176,11 +202,12 @@ $("hyper").addEventListener("submit", (event) => {
   const form = event.target;
   const changes = {
     iteration_ms: Number(form.iteration_ms.value),
+    aggregation: form.aggregation.value,
     optimizer: { learning_rate: Number(form.learning_rate.value), l1_decay: Number(form.l1_decay.value), l2_decay: Number(form.l2_decay.value) },
   };
   act(() => api.update(projectId, changes), () => {
     formFilled = false;
-    showMessage(message, `Applied: learning rate ${changes.optimizer.learning_rate}, L1 ${changes.optimizer.l1_decay}, L2 ${changes.optimizer.l2_decay}, T ${changes.iteration_ms} ms.`, "ok");
+    showMessage(message, `Applied: learning rate ${changes.optimizer.learning_rate}, L1 ${changes.optimizer.l1_decay}, L2 ${changes.optimizer.l2_decay}, T ${changes.iteration_ms} ms, ${changes.aggregation} aggregation.`, "ok");
   });
 });
 // Grow the project's dataset while it trains: the master hands the new shards out within an iteration or two.

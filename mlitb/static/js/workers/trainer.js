@@ -5,7 +5,8 @@
 import { createNet } from "../../engine/net.js";
 import { float32 } from "../msgpack.js";
 import { MasterSocket } from "../master-socket.js";
-import { ExampleSampler, normalizationTable } from "../examples.js";
+import { OrderedExamples, normalizationTable } from "../examples.js";
+import { MAX_BATCHES, batchSeed } from "../work-order.js";
 import { retryDelayMs } from "../backoff.js";
 
 const MAX_BATCH = 128;
@@ -19,7 +20,6 @@ let assigned = [];
 const held = new Map();
 const requested = new Set();
 const shardFailures = new Map();
-let sampler = null, samplerKey = "";
 let msPerExample = 0;
 let hidden = false;
 let seedSalt = 0;
@@ -141,32 +141,26 @@ function evict() {
   for (const id of spare.slice(0, Math.max(0, excess))) held.delete(id);
 }
 
-function samplerFor(ids) {
-  const usable = ids.filter((id) => held.has(id)).sort();
-  const key = usable.join(",");
-  if (key !== samplerKey) {
-    sampler = usable.length ? new ExampleSampler(usable.map((id) => held.get(id))) : null;
-    samplerKey = key;
-  }
-  return sampler;
-}
-
-function work({ iteration, budget_ms: budgetMs, shards }) {
-  const examples = samplerFor(shards);
-  if (!examples || !params || paramsIteration !== iteration) {
-    setState("waiting", examples ? "for parameters" : "for data");
+// The work's examples span every listed shard in list order (docs/protocol.md, `work`): a result is
+// a prefix of their seeded order, so with a shard missing no honest result is possible.
+function work({ iteration, budget_ms: budgetMs, shards, seed = 0 }) {
+  const ready = shards.length > 0 && shards.every((id) => held.has(id));
+  if (!ready || !params || paramsIteration !== iteration) {
+    setState("waiting", ready ? "for parameters" : "for data");
     return;
   }
   setState("training");
   const started = performance.now();
   const deadline = started + budgetMs;
+  const examples = new OrderedExamples(shards.map((id) => held.get(id)), seed >>> 0);
   const inputSize = examples.shards[0].pixels.length / examples.shards[0].count;
   const table = normalizationTable(project.normalization);
   const P = net.paramCount;
   const gradSum = new Float32Array(P);
-  let count = 0, lossSum = 0, correct = 0, batchIndex = 0;
+  const batches = [];
+  let count = 0, lossSum = 0, correct = 0;
   let x = null, labels = null;
-  for (;;) {
+  while (examples.left > 0 && batches.length < MAX_BATCHES) {
     const left = deadline - performance.now();
     let n = msPerExample ? Math.floor((0.9 * left) / msPerExample) : FIRST_BATCH;
     n = Math.min(MAX_BATCH, n);
@@ -178,16 +172,17 @@ function work({ iteration, budget_ms: budgetMs, shards }) {
       x = new Float32Array(Math.max(n, FIRST_BATCH) * inputSize);
       labels = new Int32Array(Math.max(n, FIRST_BATCH));
     }
-    examples.batch(n, x, labels, table);
+    const position = examples.position;
+    n = examples.batch(n, x, labels, table);
     const t0 = performance.now();
-    const seed = (iteration * 2654435761 + batchIndex++ * 40503 + seedSalt) >>> 0;
-    const g = net.gradient(params, x, labels, n, { seed });
+    const g = net.gradient(params, x, labels, n, { seed: batchSeed(seed >>> 0, position) });
     const ms = (performance.now() - t0) / n;
     msPerExample = msPerExample ? 0.7 * msPerExample + 0.3 * ms : ms;
     for (let i = 0; i < P; i++) gradSum[i] += g.gradSum[i];
     count += g.count;
     lossSum += g.lossSum;
     correct += g.correct;
+    batches.push(n);
   }
   const computeMs = performance.now() - started;
   const sent = socket.send({
@@ -198,6 +193,7 @@ function work({ iteration, budget_ms: budgetMs, shards }) {
     loss_sum: lossSum,
     correct,
     compute_ms: computeMs,
+    batches,
   });
   tell({ type: "result", iteration, count, computeMs, lossSum, correct, sent });
 }
