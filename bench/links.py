@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import io
 import json
-import math
 import sys
 import time
 import zipfile
@@ -45,13 +44,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlitb.codecs import ErrorFeedback, ParamsReceiver, ParamsStream, decode_vector  # noqa: E402
-from mlitb.local_steps import PartResult, outer_optimizer, run_local_steps  # noqa: E402
-from mlitb.model import Net  # noqa: E402
-from mlitb.model.zoo import MNIST_CONVNET  # noqa: E402
-from mlitb.optim import make_optimizer  # noqa: E402
-from mlitb.protocol import encode  # noqa: E402
-from tests.throttle_proxy import throttled  # noqa: E402
+from mlitb.codecs import ErrorFeedback, ParamsReceiver, ParamsStream, decode_vector
+from mlitb.local_steps import PartResult, outer_optimizer, run_local_steps
+from mlitb.model import Net
+from mlitb.model.zoo import MNIST_CONVNET
+from mlitb.optim import make_optimizer
+from mlitb.protocol import encode
+from tests.throttle_proxy import throttled
 
 MLP_1M = [
     {"type": "input", "out_sx": 28, "out_sy": 28, "out_depth": 1},
@@ -140,7 +139,7 @@ def train(model: str, setting: Setting, data, iterations: int, clients: int, exa
             down += len(encode(frame))
             held = receivers[c].apply(it, payload.codec, payload.data, payload.base)
 
-            def part(w: np.ndarray, h: int, c: int = c, n: int = examples // setting.steps) -> PartResult:
+            def part(w: np.ndarray, h: int, c: int = c, n: int = examples // setting.steps, it: int = it) -> PartResult:
                 shard = shards[c]
                 idx = shard[(cursors[c] + np.arange(n)) % shard.size]
                 cursors[c] += n
@@ -255,8 +254,8 @@ def main() -> None:
             rows[run.setting.name] = row
             print(f"{run.setting.name:<22}{row['down_bytes']:>12,}{row['up_bytes']:>12,}{row['down_ratio']:>8}"
                   f"{row['up_ratio']:>8}{row['accuracy']:>10.4f}{row['iteration_s']:>10}{row['accuracy_equal_time']:>9.4f}"
-                  f"{str(reach or '-'):>10}{str(row['seconds_to_target'] or '-'):>10}"
-                  f"{str(row['speedup_to_target'] or '-'):>9}")
+                  f"{reach or '-'!s:>10}{row['seconds_to_target'] or '-'!s:>10}"
+                  f"{row['speedup_to_target'] or '-'!s:>9}")
         summary[model] = rows
     print(json.dumps(summary))
 

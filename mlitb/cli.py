@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Test knobs: make a real worker behave like a far-away client or a slow CPU.
     worker.add_argument("--extra-latency-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     worker.add_argument("--slowdown", type=float, default=1.0, help=argparse.SUPPRESS)
+    worker.add_argument("--result-codecs", metavar="LIST", help="offer only these result codecs (f16,i8,topk)")
+    worker.add_argument("--param-codecs", metavar="LIST", help="offer only these parameter codecs (f16,delta-f16,delta-i8)")
     worker.set_defaults(run="mlitb.worker.run:run")
 
     data = commands.add_parser("data", help="the data server and its datasets")

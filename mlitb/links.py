@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlitb.codecs import DEFAULT_FULL_EVERY, DEFAULT_TOPK_RATIO, PARAM_CODECS, RESULT_CODECS, pick
+from mlitb.codecs import (
+    DEFAULT_FULL_EVERY,
+    DEFAULT_TOPK_RATIO,
+    PARAM_CODECS,
+    RESULT_CODECS,
+    pick,
+)
 from mlitb.validate import FieldError, require_int, require_number
 
 OFFER = {"results": list(RESULT_CODECS), "params": list(PARAM_CODECS)}

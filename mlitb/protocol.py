@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mlitb.codecs import RESULT_CODECS, CodecError, decode_vector
 from mlitb.norms import norm
 from mlitb.work_order import check_batches
 
@@ -23,6 +24,7 @@ PROTOCOL_VERSION = 1
 ROLES = ("trainer", "tracker")
 MAX_SHARDS_PER_MESSAGE = 100_000
 MAX_TEXT = 200
+MAX_LOCAL_STEPS = 256
 
 
 class ProtocolError(Exception):
@@ -49,6 +51,7 @@ class Hello:
     project: str | None
     client: ClientInfo
     cached: tuple[str, ...] = ()
+    codecs: dict[str, Any] | None = None  # what the client implements (docs/protocol.md, "Codecs"); None: f32
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Result:
     correct: int
     compute_ms: float
     batches: tuple[int, ...] = ()  # batch sizes in order (work_order.py); absent on the wire = one batch
+    codec: str = "f32"  # how `grad` travelled (codecs.py); `grad_sum` is already decoded
+    steps: tuple[int, ...] = ()  # local steps: batches per step (sums to len(batches)); () = a gradient
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,10 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
         cached = _shard_ids(message, "cached") if "cached" in message else ()
     except ProtocolError as exc:
         raise ProtocolError(exc.code, exc.message, fatal=True) from None
-    return Hello(role=role, project=project, client=info, cached=cached)
+    codecs = message.get("codecs")
+    if codecs is not None and not isinstance(codecs, dict):
+        raise ProtocolError("bad_field", "'codecs' must be a map {results: [...], params: [...]} or absent", fatal=True)
+    return Hello(role=role, project=project, client=info, cached=cached, codecs=codecs)
 
 
 def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) -> Result:
@@ -176,13 +184,28 @@ def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) ->
     why = check_batches(batches, count)
     if why is not None:
         raise ProtocolError("bad_field", why)
-    grad = f32_array(message.get("grad"), param_count, "grad")
+    codec = message.get("codec", "f32")
+    if codec not in RESULT_CODECS:
+        raise ProtocolError("bad_field", f"'codec' must be one of {', '.join(RESULT_CODECS)}, got {codec!r}")
+    steps = message.get("steps", [])
+    if (not isinstance(steps, list) or len(steps) > MAX_LOCAL_STEPS
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in steps)
+            or (steps and sum(steps) != len(batches))):
+        raise ProtocolError("bad_field", "'steps' must list, per local step, its number of batches (each >= 1, "
+                                         "summing to the number of batches)")
+    if codec == "f32":
+        grad = f32_array(message.get("grad"), param_count, "grad")
+    else:
+        try:
+            grad = decode_vector(codec, message.get("grad"), param_count)
+        except CodecError as exc:
+            raise ProtocolError("bad_values", f"'grad': {exc}") from None
     if not np.isfinite(grad).all():
         raise ProtocolError("bad_values", "'grad' holds NaN or infinite values")
     norm = grad_norm(grad)
     if norm > max_norm * count:
         raise ProtocolError("bad_values", f"'grad' norm {norm:.3g} exceeds the bound {max_norm:g} per example")
-    return Result(iteration, grad, count, loss_sum, correct, compute_ms, tuple(batches))
+    return Result(iteration, grad, count, loss_sum, correct, compute_ms, tuple(batches), codec, tuple(steps))
 
 
 def grad_norm(grad: np.ndarray) -> float:
@@ -230,10 +253,14 @@ def _text_or(value: Any, default: str) -> str:
 
 
 def welcome_frame(client_id: str, role: str, *, project: dict[str, Any], dataset: dict[str, Any],
-                  limits: dict[str, Any]) -> bytes:
-    """The answer to `hello`: who the client is, the project, where its data is, the limits it must keep."""
-    return encode({"type": "welcome", "protocol": PROTOCOL_VERSION, "client_id": client_id, "role": role,
-                   "project": project, "dataset": dataset, "limits": limits})
+                  limits: dict[str, Any], codecs: dict[str, Any] | None = None) -> bytes:
+    """The answer to `hello`: who the client is, the project, where its data is, the limits it must keep,
+    and (trainers) the codecs and local steps it uses."""
+    message = {"type": "welcome", "protocol": PROTOCOL_VERSION, "client_id": client_id, "role": role,
+               "project": project, "dataset": dataset, "limits": limits}
+    if codecs is not None:
+        message["codecs"] = codecs
+    return encode(message)
 
 
 def assign_frame(shards: list[tuple[str, int, int]]) -> bytes:
@@ -265,10 +292,15 @@ def work_frame(iteration: int, budget_ms: int, shards: list[str], seed: int = 0)
 # ------------------------------------------------------------ frames a worker sends
 
 
-def hello_frame(role: str, project: str | None, client: dict[str, Any], cached: list[str]) -> bytes:
-    """The first frame of a connection: the role wanted, the project (None: the master's default), the client."""
-    return encode({"type": "hello", "protocol": PROTOCOL_VERSION, "role": role, "project": project,
-                   "client": client, "cached": cached})
+def hello_frame(role: str, project: str | None, client: dict[str, Any], cached: list[str],
+                codecs: dict[str, Any] | None = None) -> bytes:
+    """The first frame of a connection: the role wanted, the project (None: the master's default), the client,
+    and the codecs it implements (None: float32 only)."""
+    message = {"type": "hello", "protocol": PROTOCOL_VERSION, "role": role, "project": project,
+               "client": client, "cached": cached}
+    if codecs is not None:
+        message["codecs"] = codecs
+    return encode(message)
 
 
 def cached_frame(shards: list[str]) -> bytes:
@@ -276,21 +308,27 @@ def cached_frame(shards: list[str]) -> bytes:
     return encode({"type": "cached", "shards": shards})
 
 
-def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float,
-                 batches: list[int] | tuple[int, ...] | None = None) -> bytes:
-    """What a worker sends back (used by the Python worker and the tests); `batches` defaults to one batch."""
-    return encode(
-        {
-            "type": "result",
-            "iteration": iteration,
-            "grad": f32_bytes(grad_sum),
-            "count": int(count),
-            "loss_sum": float(loss_sum),
-            "correct": int(correct),
-            "compute_ms": float(compute_ms),
-            "batches": [int(b) for b in batches] if batches is not None else [int(count)],
-        }
-    )
+def result_frame(iteration: int, grad_sum: np.ndarray | bytes, count: int, loss_sum: float, correct: int,
+                 compute_ms: float, batches: list[int] | tuple[int, ...] | None = None, *, codec: str = "f32",
+                 steps: list[int] | tuple[int, ...] | None = None) -> bytes:
+    """What a worker sends back (used by the Python worker and the tests); `batches` defaults to one batch.
+
+    `grad_sum` is a float32 array, or bytes already encoded in `codec`; `steps` only with local steps."""
+    message = {
+        "type": "result",
+        "iteration": iteration,
+        "grad": grad_sum if isinstance(grad_sum, bytes) else f32_bytes(grad_sum),
+        "count": int(count),
+        "loss_sum": float(loss_sum),
+        "correct": int(correct),
+        "compute_ms": float(compute_ms),
+        "batches": [int(b) for b in batches] if batches is not None else [int(count)],
+    }
+    if codec != "f32":
+        message["codec"] = codec
+    if steps:
+        message["steps"] = [int(n) for n in steps]
+    return encode(message)
 
 
 # ------------------------------------------------------------ codecs (docs/protocol.md, "Codecs")

@@ -77,7 +77,7 @@ def test_local_steps_descend_return_start_minus_end_times_count_and_are_determin
     assert np.array_equal(w, before)  # the caller's parameters are untouched
     assert r.count == 16 * 24
     end = w - r.grad_sum / np.float32(r.count)
-    loss = lambda p: net.gradient(p, x, labels).loss_sum  # noqa: E731
+    loss = lambda p: net.gradient(p, x, labels).loss_sum
     assert loss(end) < 0.8 * loss(w)
     again = run_local_steps(part, w, 16, 0.5)
     assert again.grad_sum.tobytes() == r.grad_sum.tobytes()  # a spot check recomputes it exactly

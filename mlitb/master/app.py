@@ -300,6 +300,8 @@ def worker_json(rt: ProjectRuntime, worker_id: str) -> dict[str, Any]:
         "shards_allocated": len(trainer.allocated) if trainer else 0,
         "shards_cached": len(alloc.work_shards(rt.allocation, worker_id)) if trainer else 0,
         "examples_per_s": rate, "accepted": worker.accepted, "dropped": worker.dropped, "state": worker.state,
+        "codecs": {"result": worker.codecs.result, "params": worker.codecs.params,
+                   "local_steps": worker.codecs.local_steps},
         "trust": {**worker.trust.summary(), "check_probability": check_probability(worker.trust, rt.trust_settings)},
     }
 

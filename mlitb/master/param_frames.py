@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlitb.codecs import DEFAULT_FULL_EVERY, ParamsPayload, ParamsStream
-from mlitb.protocol import coded_params_frame, params_frame
+from mlitb.codecs import DEFAULT_FULL_EVERY, ParamsPayload, ParamsStream, decode_vector
+from mlitb.protocol import coded_params_frame, f32_bytes, params_frame
 
 
 @dataclass
@@ -46,6 +46,18 @@ class ParamFrames:
         payload = self.streams[codec].payload_for(base)
         return self._cached((codec if payload.base is not None else f"{codec}:full", payload.base),
                             lambda: self._build(payload))
+
+    def held(self, codec: str) -> bytes:
+        """Float32 bytes of the parameters a client of `codec` computes on this iteration (for spot checks)."""
+        if self.iteration is None or self.params is None:
+            raise RuntimeError("advance() first")
+        stream = self.streams.get(codec)
+        if stream is None:
+            return f32_bytes(self.params)
+        if stream.is_delta:
+            assert stream.mirror is not None
+            return f32_bytes(stream.mirror)
+        return f32_bytes(decode_vector(codec, stream.payload_for(None).data, self.params.size))
 
     def _build(self, payload: ParamsPayload) -> bytes:
         assert self.iteration is not None

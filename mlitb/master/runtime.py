@@ -13,21 +13,27 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mlitb.data.manifest import Manifest
+from mlitb.links import WelcomeCodecs, negotiate
 from mlitb.master import allocation as alloc
-from mlitb.master import latency
-from mlitb.master import trust
-from mlitb.master.aggregation import Aggregate, AggregationSettings, NormHistory, Reduction
+from mlitb.master import latency, trust
+from mlitb.master.aggregation import (
+    Aggregate,
+    AggregationSettings,
+    NormHistory,
+    Reduction,
+)
 from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
 from mlitb.master.definition import ProjectDef
+from mlitb.master.param_frames import ParamFrames
 from mlitb.master.settings import Settings
 from mlitb.model import Net
 from mlitb.optim import Optimizer, hyper_of, optimizer_from_spec
@@ -80,6 +86,8 @@ class Worker:
     budget_ms: int = 0
     accepted: int = 0
     dropped: int = 0
+    codecs: WelcomeCodecs = field(default_factory=WelcomeCodecs)  # negotiated at join (links.py)
+    params_base: int | None = None  # the iteration whose parameters it holds, as far as the master knows
 
     @property
     def state(self) -> str:
@@ -188,6 +196,8 @@ class ProjectRuntime:
         self.trust_settings = trust.TrustSettings()
         self.banned: set[str] = set()
         self.request_check: Callable[[CheckRequest], None] | None = None  # set by the registry
+        # Codecs (docs/protocol.md, "Codecs"): each parameter codec's frames, encoded once per iteration.
+        self.param_frames = ParamFrames(full_every=definition.link_settings.full_every)
         self._rng = random.Random(secrets.randbits(64))
 
     @classmethod
@@ -381,13 +391,14 @@ class ProjectRuntime:
         self.wake.set()
 
     def join(self, conn: Connection, hello: Hello) -> None:
-        """Welcome a client; a trainer also gets its allocation (and starts at the lowest trust)."""
-        conn.send(self._welcome(conn.id, hello.role))
+        """Welcome a client; a trainer also gets its codecs and allocation (and starts at the lowest trust)."""
+        chosen = negotiate(self.definition.link_settings, hello.codecs) if hello.role == "trainer" else None
+        conn.send(self._welcome(conn.id, hello.role, chosen))
         conn.send_iteration(params_frame(self.iteration, self.params))
-        if hello.role == "tracker":
+        if hello.role == "tracker" or chosen is None:
             self.trackers[conn.id] = conn
             return
-        self.workers[conn.id] = Worker(conn, hello.client, trust.TrustRecord(conn.id))
+        self.workers[conn.id] = Worker(conn, hello.client, trust.TrustRecord(conn.id), codecs=chosen)
         alloc.add_trainer(self.allocation, conn.id, self.settings.cache_shards, self._train_ids(hello.cached))
         self.send_assignments()
         conn.send(idle_frame("waiting" if self.running else "paused"))
@@ -411,11 +422,15 @@ class ProjectRuntime:
         worker = self.workers.get(conn.id)
         if worker is None:
             raise ProtocolError("unexpected", "only trainers send results")
+        if result.codec != worker.codecs.result:
+            raise ProtocolError("bad_field", f"'codec' is {result.codec!r}; this connection's results use "
+                                             f"{worker.codecs.result!r} (welcome.codecs.result)")
         now = time.monotonic()
         elapsed_ms = (now - worker.work_sent_at) * 1000
         worker.trust.received()
         if result.iteration == worker.work_iteration and not worker.work_answered:
             worker.work_answered = True
+            worker.params_base = result.iteration  # it computed on that iteration's parameters
             latency.record_result(
                 worker.timing, sent_ms=worker.work_sent_at * 1000, received_ms=now * 1000,
                 compute_ms=result.compute_ms, count=min(result.count, worker.work_examples),
@@ -431,9 +446,12 @@ class ProjectRuntime:
                            result.correct)
         worker.accepted += 1
         worker.trust.accept(trust.throughput(result.count, elapsed_ms))
-        if self.request_check is not None and trust.should_check(worker.trust, self._rng, self.trust_settings):
+        if (self.request_check is not None and _checkable(result)
+                and trust.should_check(worker.trust, self._rng, self.trust_settings)):
+            params = (self.iteration_params if worker.codecs.params == "f32"
+                      else self.param_frames.held(worker.codecs.params))
             self.request_check(CheckRequest(conn.id, result.iteration, self.definition.layers,
-                                            self.definition.normalization, self.iteration_params,
+                                            self.definition.normalization, params,
                                             worker.work_shards, worker.work_seed, result))
         assert self.window is not None
         self.window.waiting.discard(conn.id)
@@ -507,7 +525,7 @@ class ProjectRuntime:
     def _train_ids(self, shards: tuple[str, ...]) -> set[str]:
         return {s for s in shards if s in self.allocation.shard_counts}
 
-    def _welcome(self, client_id: str, role: str) -> bytes:
+    def _welcome(self, client_id: str, role: str, codecs: WelcomeCodecs | None = None) -> bytes:
         d, m = self.definition, self.manifest
         return welcome_frame(
             client_id, role,
@@ -521,4 +539,11 @@ class ProjectRuntime:
                 "test": [{"id": r.id, "count": r.count, "bytes": r.bytes} for r in m.test.shards],
             },
             limits={"max_frame_bytes": self.settings.max_frame_bytes, "cache_shards": self.settings.cache_shards},
+            codecs=codecs.to_json() if codecs is not None else None,
         )
+
+
+def _checkable(result: Result) -> bool:
+    """Whether the verifier can recompute a result: not through a lossy codec's error feedback (the client's
+    residual is private) nor local steps (not recomputed yet); docs/security.md lists this as open."""
+    return result.codec == "f32" and not result.steps

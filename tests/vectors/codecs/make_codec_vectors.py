@@ -28,7 +28,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent.parent))
 
-from mlitb.codecs import (  # noqa: E402
+from mlitb.codecs import (
     ErrorFeedback,
     ParamsReceiver,
     ParamsStream,
