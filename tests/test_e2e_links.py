@@ -71,10 +71,10 @@ def test_a_mixed_project_float32_int8_and_topk_clients_trains(process_system: Pr
 
 def test_compressed_local_step_workers_train_through_a_throttled_link(process_system: ProcessSystem):
     project_id = process_system.create_project(
-        layers=MNIST_SOFTMAX, iteration_ms=1000, eval_every=5,
+        layers=MNIST_SOFTMAX, iteration_ms=700, eval_every=5,
         optimizer={"name": "nesterov", "learning_rate": 0.7, "momentum": 0.9},
         links={"result_codecs": ["topk", "i8"], "param_codecs": ["delta-i8"], "topk_ratio": 0.05,
-               "local_steps": 4, "local_learning_rate": 0.1},
+               "local_steps": 4, "local_learning_rate": 0.5},
     )
     with proxy_thread(process_system.port, rate=100_000, delay=0.15) as proxy:
         url = f"http://127.0.0.1:{proxy.port}"
@@ -82,7 +82,7 @@ def test_compressed_local_step_workers_train_through_a_throttled_link(process_sy
                    for codec in ("topk", "i8")]
         iteration, accuracy = _reach(process_system, project_id, TARGET)
         up, down, iterations = proxy.traffic.up, proxy.traffic.down, process_system.project(project_id)["iteration"]
-    stats = process_system.worker_stats(project_id)
+        stats = process_system.worker_stats(project_id)  # while the workers are still connected
     assert {stats[w.id]["codecs"]["result"] for w in workers} == {"topk", "i8"}
     assert all(stats[w.id]["accepted"] > 0 for w in workers), stats
     # float32 would be 4 × 7,850 bytes per worker per iteration each way
