@@ -48,7 +48,8 @@ async def test_a_browser_trains_with_topk_results_int8_deltas_and_local_steps(sy
         async def reached():
             state = (await system.api.get(f"/api/projects/{project}")).json()
             accuracy = (state["metrics"] or {}).get("test_accuracy")
-            assert state["iteration"] <= MAX_ITERATIONS, f"iteration {state['iteration']}: test accuracy {accuracy}"
+            assert state["iteration"] <= MAX_ITERATIONS, \
+                f"iteration {state['iteration']}: test accuracy {accuracy}; workers {state['workers']}; {state.get('counters')}"
             return accuracy is not None and accuracy >= TARGET and state
 
         deadline = time.monotonic() + 600

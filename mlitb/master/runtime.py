@@ -498,7 +498,10 @@ class ProjectRuntime:
         """Why a well-formed, on-time result cannot be believed (counted like `late`), or None."""
         if not worker.trust.trusted or worker.conn.id in self.banned:
             return "untrusted"
-        if trust.count_problem(result.count, worker.work_examples):
+        if len(result.steps) > max(1, worker.codecs.local_steps):
+            return "implausible_count"
+        # Each local step walks its own seeded order of the work's examples (at most one pass each).
+        if trust.count_problem(result.count, worker.work_examples * max(1, len(result.steps))):
             return "implausible_count"
         if trust.timing_problem(result.compute_ms, elapsed_ms, self.trust_settings):
             return "implausible_time"
