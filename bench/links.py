@@ -122,7 +122,7 @@ def train(model: str, setting: Setting, data, iterations: int, clients: int, exa
     feedback = [ErrorFeedback(setting.result, params.size, TOPK_RATIO) for _ in range(clients)]
     shards = np.array_split(np.random.default_rng(0).permutation(train_y.size), clients)
     cursors = [0] * clients
-    test_in = test_x.astype(np.float32) / 255
+    test_in = test_x.astype(np.float32) / 255  # the first --test examples of the test split
     run = Run(setting)
     answered = [None] * clients
     for it in range(1, iterations + 1):
@@ -212,13 +212,24 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=128, help="examples per client per iteration")
     parser.add_argument("--models", default="mnist_convnet,mlp_1m")
     parser.add_argument("--settings", default="", help="comma-separated names like i8/delta-i8/H4 (default: all)")
+    parser.add_argument("--test", type=int, default=500, help="test examples evaluated after each iteration")
+    parser.add_argument("--target", default="", help="model=accuracy,... (default mnist_convnet=0.8,mlp_1m=0.88)")
     args = parser.parse_args()
-    data = (load_mnist("mnist-train"), load_mnist("mnist-test"))
+    for pair in filter(None, args.target.split(",")):
+        name, value = pair.split("=")
+        TARGET[name] = float(value)
+    test_x, test_y = load_mnist("mnist-test")
+    data = (load_mnist("mnist-train"), (test_x[:args.test], test_y[:args.test]))
     wanted = set(filter(None, args.settings.split(",")))
     settings = [s for s in SETTINGS if not wanted or s.name in wanted]
     summary: dict[str, dict] = {}
     for model in args.models.split(","):
-        runs = [train(model, s, data, args.iterations, args.clients, args.examples) for s in settings]
+        runs = []
+        for s in settings:
+            started = time.perf_counter()
+            runs.append(train(model, s, data, args.iterations, args.clients, args.examples))
+            print(f"# {model} {s.name}: accuracy {runs[-1].accuracy[-1]:.4f}, {time.perf_counter() - started:.0f} s",
+                  flush=True)
         sizes: dict[tuple[int, int], float] = {}
         for run in runs:
             key = (int(np.mean(run.down)), int(np.mean(run.up)))

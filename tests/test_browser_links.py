@@ -2,7 +2,8 @@
 
 Headless Chromium (the JS trainer in its Web Worker) on a project that allows
 only top-k results and int8 parameter deltas, with two local steps and the
-Nesterov outer optimizer; the master's own evaluation must reach the target.
+Nesterov outer optimizer, and on a plain float32 project; the master's own
+evaluation must reach the target in both.
 """
 
 from __future__ import annotations
@@ -29,11 +30,18 @@ async def system(mnist_dir, tmp_path_factory):
         yield system
 
 
-async def test_a_browser_trains_with_topk_results_int8_deltas_and_local_steps(system, browser):
+COMPRESSED = ({"name": "nesterov", "learning_rate": 0.7, "momentum": 0.9},
+              {"result_codecs": ["topk"], "param_codecs": ["delta-i8"], "topk_ratio": 0.05, "local_steps": 2,
+               "local_learning_rate": 0.5},
+              {"result": "topk", "params": "delta-i8", "local_steps": 2})
+PLAIN = ({"name": "adagrad", "learning_rate": 0.05}, {}, {"result": "f32", "params": "f32", "local_steps": 1})
+
+
+@pytest.mark.parametrize("optimizer,links,codecs", [COMPRESSED, PLAIN], ids=["topk-delta-i8-H2", "f32"])
+async def test_a_browser_trains_with_the_codecs_and_local_steps_of_its_project(system, browser, optimizer, links,
+                                                                                codecs):
     body = {"name": "links", "dataset": system.dataset["id"], "layers": MNIST_SOFTMAX, "iteration_ms": 700,
-            "eval_every": 5, "status": "running", "optimizer": {"name": "nesterov", "learning_rate": 0.7, "momentum": 0.9},
-            "links": {"result_codecs": ["topk"], "param_codecs": ["delta-i8"], "topk_ratio": 0.05,
-                      "local_steps": 2, "local_learning_rate": 0.5}}
+            "eval_every": 5, "status": "running", "optimizer": optimizer, "links": links}
     response = await system.api.post("/api/projects", json=body, headers=ADMIN)
     assert response.status_code == 201, response.text
     project = response.json()["id"]
@@ -59,7 +67,7 @@ async def test_a_browser_trains_with_topk_results_int8_deltas_and_local_steps(sy
         state = (await system.api.get(f"/api/projects/{project}")).json()
         [worker] = state["workers"]
         assert worker["kind"] == "browser"
-        assert worker["codecs"] == {"result": "topk", "params": "delta-i8", "local_steps": 2}
+        assert worker["codecs"] == codecs
         assert worker["accepted"] > 0 and worker["dropped"] <= worker["accepted"]
         volunteer.assert_no_console_errors()
     finally:
