@@ -61,7 +61,12 @@ def test_a_mixed_project_float32_int8_and_topk_clients_trains(process_system: Pr
     workers = {codec: process_system.start_worker(project_id, "--result-codecs", codec)
                for codec in ("f32", "i8", "topk")}
     iteration, accuracy = _reach(process_system, project_id, TARGET)
-    stats = process_system.worker_stats(project_id)
+
+    def all_contributed() -> dict | None:
+        stats = process_system.worker_stats(project_id)
+        return stats if all(stats[w.id]["accepted"] > 0 for w in workers.values()) else None
+
+    stats = poll_until(all_contributed, timeout=120, what="every worker has a result applied")
     for codec, worker in workers.items():
         assert stats[worker.id]["codecs"]["result"] == codec, stats[worker.id]
         assert stats[worker.id]["codecs"]["params"] == "delta-i8"
@@ -81,7 +86,12 @@ def test_compressed_local_step_workers_train_through_a_throttled_link(process_sy
         workers = [process_system.start_worker(project_id, "--master", url, "--result-codecs", codec)
                    for codec in ("topk", "i8")]
         iteration, accuracy = _reach(process_system, project_id, TARGET)
-        up, down, iterations = proxy.traffic.up, proxy.traffic.down, process_system.project(project_id)["iteration"]
+        # Steady-state bytes: over the next 10 iterations (joining costs, welcome and shard lists, excluded).
+        up0, down0, it0 = proxy.traffic.up, proxy.traffic.down, process_system.project(project_id)["iteration"]
+        poll_until(lambda: process_system.project(project_id)["iteration"] >= it0 + 10, timeout=120,
+                   what="10 more iterations")
+        up, down = proxy.traffic.up - up0, proxy.traffic.down - down0
+        iterations = process_system.project(project_id)["iteration"] - it0
         stats = process_system.worker_stats(project_id)  # while the workers are still connected
     assert {stats[w.id]["codecs"]["result"] for w in workers} == {"topk", "i8"}
     assert all(stats[w.id]["accepted"] > 0 for w in workers), stats

@@ -280,6 +280,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
         "normalization": d.normalization, "eval_every": d.eval_every, "seed": d.seed, "created": d.created,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
         "error": rt.error.to_json() if rt.error else None, "aggregation": d.aggregation,
+        "links": d.link_settings.to_json(),
         "trust": {"results_refused": dict(rt.counters.dropped), "outliers": rt.counters.outliers,
                   "checks": {k: rt.counters.checks[k] for k in ("passed", "failed", "dropped")},
                   "banned": sorted(rt.banned)},
