@@ -395,10 +395,10 @@ class ProjectRuntime:
         chosen = negotiate(self.definition.link_settings, hello.codecs) if hello.role == "trainer" else None
         conn.send(self._welcome(conn.id, hello.role, chosen))
         conn.send_iteration(params_frame(self.iteration, self.params))
-        if hello.role == "tracker" or chosen is None:
+        if hello.role == "tracker":
             self.trackers[conn.id] = conn
             return
-        self.workers[conn.id] = Worker(conn, hello.client, trust.TrustRecord(conn.id), codecs=chosen)
+        self.workers[conn.id] = Worker(conn, hello.client, trust.TrustRecord(conn.id), codecs=chosen or WelcomeCodecs())
         alloc.add_trainer(self.allocation, conn.id, self.settings.cache_shards, self._train_ids(hello.cached))
         self.send_assignments()
         conn.send(idle_frame("waiting" if self.running else "paused"))
