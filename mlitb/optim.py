@@ -13,6 +13,9 @@ The update rules, exactly:
 * adagrad:  `gsum += g*g;  w -= lr * g / (sqrt(gsum) + eps)`
 * sgd:      `v = momentum * v + g;  w -= lr * v`   (v is in gradient units, so
   a learning rate changed live takes effect at once)
+* nesterov: `v = momentum * v + g;  w -= lr * (g + momentum * v)`  (DiLoCo's
+  outer optimizer for local steps, local_steps.py; lr 1, momentum 0 averages
+  the trainers' local models)
 * adam:     `t += 1; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
   w -= lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)`
 
@@ -146,6 +149,19 @@ class SGD(Optimizer):
         params -= self._rate() * v
 
 
+class Nesterov(Optimizer):
+    name = "nesterov"
+    defaults = {"learning_rate": 0.7, "momentum": 0.9}
+    state_names = ("velocity",)
+
+    def _move(self, params: np.ndarray, g: np.ndarray) -> None:
+        v = self.state["velocity"]
+        mu = np.float32(self.hyper["momentum"])
+        v *= mu
+        v += g
+        params -= np.float32(self.hyper["learning_rate"]) * (g + mu * v)
+
+
 class Adam(Optimizer):
     name = "adam"
     defaults = {"learning_rate": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
@@ -168,7 +184,7 @@ class Adam(Optimizer):
         params -= self._rate() * m_hat / (np.sqrt(v_hat) + np.float32(h["eps"]))
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (AdaGrad, SGD, Adam)}
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (AdaGrad, SGD, Adam, Nesterov)}
 
 
 def optimizer_defaults(name: str) -> dict[str, float]:
@@ -183,7 +199,7 @@ def _class(name: str) -> type[Optimizer]:
 
 
 def make_optimizer(name: str, hyper: Mapping[str, float], layout: list[ParamBlock]) -> Optimizer:
-    """The optimizer `name` (adagrad, sgd, adam) for a net's layout; unset hyper-parameters take defaults."""
+    """The optimizer `name` (adagrad, sgd, adam, nesterov) for a net's layout; unset hyper-parameters take defaults."""
     return _class(name)(hyper, layout)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mlitb.codecs import RESULT_CODECS, CodecError, decode_vector
 from mlitb.norms import norm
 from mlitb.validate import (
     FieldError,
@@ -30,6 +31,7 @@ ROLES = ("trainer", "tracker", "predictor")
 MAX_SHARDS_PER_MESSAGE = 100_000
 MAX_TEXT = 200
 MAX_VOLUNTEER = 64
+MAX_LOCAL_STEPS = 256
 
 
 class ProtocolError(Exception):
@@ -61,6 +63,7 @@ class Hello:
     client: ClientInfo
     cached: tuple[str, ...] = ()
     predict: bool = False  # also answers `predict` frames (a predictor always does)
+    codecs: dict[str, Any] | None = None  # what the client implements (docs/protocol.md, "Codecs"); None: f32
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Result:
     correct: int
     compute_ms: float
     batches: tuple[int, ...] = ()  # batch sizes in order (work_order.py); absent on the wire = one batch
+    codec: str = "f32"  # how `grad` travelled (codecs.py); `grad_sum` is already decoded
+    steps: tuple[int, ...] = ()  # local steps: batches per step (sums to len(batches)); () = a gradient
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,11 @@ def _parse_hello(message: dict[str, Any]) -> Hello:
     predict = message.get("predict", role == "predictor")
     if not isinstance(predict, bool):
         raise ProtocolError("bad_field", f"'predict' must be true or false, got {predict!r}", fatal=True)
-    return Hello(role=role, project=project, client=info, cached=cached, predict=predict or role == "predictor")
+    codecs = message.get("codecs")
+    if codecs is not None and not isinstance(codecs, dict):
+        raise ProtocolError("bad_field", "'codecs' must be a map {results: [...], params: [...]} or absent", fatal=True)
+    return Hello(role=role, project=project, client=info, cached=cached, predict=predict or role == "predictor",
+                 codecs=codecs)
 
 
 def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) -> Result:
@@ -225,13 +234,28 @@ def _parse_result(message: dict[str, Any], param_count: int, max_norm: float) ->
     why = check_batches(batches, count)
     if why is not None:
         raise ProtocolError("bad_field", why)
-    grad = f32_array(message.get("grad"), param_count, "grad")
+    codec = message.get("codec", "f32")
+    if codec not in RESULT_CODECS:
+        raise ProtocolError("bad_field", f"'codec' must be one of {', '.join(RESULT_CODECS)}, got {codec!r}")
+    steps = message.get("steps", [])
+    if (not isinstance(steps, list) or len(steps) > MAX_LOCAL_STEPS
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in steps)
+            or (steps and sum(steps) != len(batches))):
+        raise ProtocolError("bad_field", "'steps' must list, per local step, its number of batches (each >= 1, "
+                                         "summing to the number of batches)")
+    if codec == "f32":
+        grad = f32_array(message.get("grad"), param_count, "grad")
+    else:
+        try:
+            grad = decode_vector(codec, message.get("grad"), param_count)
+        except CodecError as exc:
+            raise ProtocolError("bad_values", f"'grad': {exc}") from None
     if not np.isfinite(grad).all():
         raise ProtocolError("bad_values", "'grad' holds NaN or infinite values")
     norm = grad_norm(grad)
     if norm > max_norm * count:
         raise ProtocolError("bad_values", f"'grad' norm {norm:.3g} exceeds the bound {max_norm:g} per example")
-    return Result(iteration, grad, count, loss_sum, correct, compute_ms, tuple(batches))
+    return Result(iteration, grad, count, loss_sum, correct, compute_ms, tuple(batches), codec, tuple(steps))
 
 
 def grad_norm(grad: np.ndarray) -> float:
@@ -292,10 +316,14 @@ def _rate_or_zero(value: Any) -> float:
 
 
 def welcome_frame(client_id: str, role: str, *, project: dict[str, Any], dataset: dict[str, Any],
-                  limits: dict[str, Any]) -> bytes:
-    """The answer to `hello`: who the client is, the project, where its data is, the limits it must keep."""
-    return encode({"type": "welcome", "protocol": PROTOCOL_VERSION, "client_id": client_id, "role": role,
-                   "project": project, "dataset": dataset, "limits": limits})
+                  limits: dict[str, Any], codecs: dict[str, Any] | None = None) -> bytes:
+    """The answer to `hello`: who the client is, the project, where its data is, the limits it must keep,
+    and (trainers) the codecs and local steps it uses."""
+    message = {"type": "welcome", "protocol": PROTOCOL_VERSION, "client_id": client_id, "role": role,
+               "project": project, "dataset": dataset, "limits": limits}
+    if codecs is not None:
+        message["codecs"] = codecs
+    return encode(message)
 
 
 def assign_frame(shards: list[tuple[str, int, int]]) -> bytes:
@@ -337,11 +365,14 @@ def predict_frame(key: str, iteration: int, pixels: np.ndarray, params: np.ndarr
 
 
 def hello_frame(role: str, project: str | None, client: dict[str, Any], cached: list[str],
-                predict: bool = False) -> bytes:
+                predict: bool = False, codecs: dict[str, Any] | None = None) -> bytes:
     """The first frame of a connection: the role wanted, the project (None: the master's default), the client;
-    `predict`: it also answers prediction work."""
-    return encode({"type": "hello", "protocol": PROTOCOL_VERSION, "role": role, "project": project,
-                   "client": client, "cached": cached, "predict": predict})
+    `predict`: it also answers prediction work; `codecs`: what it implements (None: float32 only)."""
+    message = {"type": "hello", "protocol": PROTOCOL_VERSION, "role": role, "project": project,
+               "client": client, "cached": cached, "predict": predict}
+    if codecs is not None:
+        message["codecs"] = codecs
+    return encode(message)
 
 
 def prediction_frame(key: str, probabilities: np.ndarray, compute_ms: float) -> bytes:
@@ -355,21 +386,38 @@ def cached_frame(shards: list[str]) -> bytes:
     return encode({"type": "cached", "shards": shards})
 
 
-def result_frame(iteration: int, grad_sum: np.ndarray, count: int, loss_sum: float, correct: int, compute_ms: float,
-                 batches: list[int] | tuple[int, ...] | None = None) -> bytes:
-    """What a worker sends back (used by the Python worker and the tests); `batches` defaults to one batch."""
-    return encode(
-        {
-            "type": "result",
-            "iteration": iteration,
-            "grad": f32_bytes(grad_sum),
-            "count": int(count),
-            "loss_sum": float(loss_sum),
-            "correct": int(correct),
-            "compute_ms": float(compute_ms),
-            "batches": [int(b) for b in batches] if batches is not None else [int(count)],
-        }
-    )
+def result_frame(iteration: int, grad_sum: np.ndarray | bytes, count: int, loss_sum: float, correct: int,
+                 compute_ms: float, batches: list[int] | tuple[int, ...] | None = None, *, codec: str = "f32",
+                 steps: list[int] | tuple[int, ...] | None = None) -> bytes:
+    """What a worker sends back (used by the Python worker and the tests); `batches` defaults to one batch.
+
+    `grad_sum` is a float32 array, or bytes already encoded in `codec`; `steps` only with local steps."""
+    message = {
+        "type": "result",
+        "iteration": iteration,
+        "grad": grad_sum if isinstance(grad_sum, bytes) else f32_bytes(grad_sum),
+        "count": int(count),
+        "loss_sum": float(loss_sum),
+        "correct": int(correct),
+        "compute_ms": float(compute_ms),
+        "batches": [int(b) for b in batches] if batches is not None else [int(count)],
+    }
+    if codec != "f32":
+        message["codec"] = codec
+    if steps:
+        message["steps"] = [int(n) for n in steps]
+    return encode(message)
+
+
+# ------------------------------------------------------------ codecs (docs/protocol.md, "Codecs")
+
+
+def coded_params_frame(iteration: int, codec: str, data: bytes, base: int | None = None) -> bytes:
+    """A `params` frame in a parameter codec (codecs.py); `base` only on delta frames."""
+    message: dict[str, Any] = {"type": "params", "iteration": iteration, "codec": codec, "params": data}
+    if base is not None:
+        message["base"] = base
+    return encode(message)
 
 
 def moved_frame(project: str | None, url: str | None, masters: list[str]) -> bytes:

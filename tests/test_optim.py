@@ -100,7 +100,7 @@ def test_defaults():
 
 
 @pytest.mark.parametrize("name,hyper,words", [
-    ("rmsprop", {}, "unknown optimizer 'rmsprop' (allowed: adagrad, sgd, adam)"),
+    ("rmsprop", {}, "unknown optimizer 'rmsprop' (allowed: adagrad, sgd, adam, nesterov)"),
     ("adagrad", {"learning_rat": 0.1}, "no hyper-parameter 'learning_rat'"),
     ("adagrad", {"learning_rate": -1}, "'learning_rate' must be > 0"),
     ("sgd", {"momentum": 1.0}, "'momentum' must be in [0, 1)"),

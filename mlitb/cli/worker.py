@@ -29,6 +29,8 @@ def add(commands: argparse._SubParsersAction) -> None:
     role.add_argument("--predict-only", action="store_true",
                       help="serve only the project's prediction requests (no training, no data download)")
     role.add_argument("--no-predict", action="store_true", help="train only; take no prediction requests")
+    worker.add_argument("--result-codecs", metavar="LIST", help="offer only these result codecs (f16,i8,topk)")
+    worker.add_argument("--param-codecs", metavar="LIST", help="offer only these parameter codecs (f16,delta-f16,delta-i8)")
     add_log_level(worker)
     # Test knobs: make a real worker behave like a far-away client or a slow CPU.
     worker.add_argument("--extra-latency-ms", type=float, default=0.0, help=argparse.SUPPRESS)

@@ -428,6 +428,7 @@ def project_json(rt: ProjectRuntime, detail: bool) -> dict[str, Any]:
         "predict_access": d.predict_access, "predictors": rt.predictions.workers,
         "metrics": latest_metrics(rt), "trainers": len(rt.workers), "trackers": len(rt.trackers),
         "error": rt.error.to_json() if rt.error else None, "aggregation": d.aggregation,
+        "links": d.link_settings.to_json(),
         "trust": {"results_refused": dict(rt.counters.dropped), "outliers": rt.counters.outliers,
                   "checks": {k: rt.counters.checks[k] for k in ("passed", "failed", "dropped")},
                   "banned": sorted(rt.banned)},
@@ -453,6 +454,8 @@ def worker_json(rt: ProjectRuntime, worker_id: str) -> dict[str, Any]:
         "shards_allocated": len(trainer.allocated) if trainer else 0,
         "shards_cached": len(alloc.work_shards(rt.allocation, worker_id)) if trainer else 0,
         "examples_per_s": rate, "accepted": worker.accepted, "dropped": worker.dropped, "state": worker.state,
+        "codecs": {"result": worker.codecs.result, "params": worker.codecs.params,
+                   "local_steps": worker.codecs.local_steps},
         "trust": {**worker.trust.summary(), "check_probability": check_probability(worker.trust, rt.trust_settings)},
     }
 

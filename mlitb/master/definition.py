@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from mlitb.links import LinkSettings
 from mlitb.master.aggregation import RULES as AGGREGATION_RULES
 from mlitb.model import Net, SpecError
 from mlitb.model.limits import ModelLimits, ModelTooLarge, checked_net
@@ -80,6 +81,11 @@ class ProjectDef:
     description: str = ""  # what volunteers read before lending their device; plain text, shown escaped
     aggregation: str = DEFAULT_AGGREGATION  # how clients' gradients are combined (aggregation.py, security.md)
     predict_access: str = "public"
+    links: dict[str, Any] = field(default_factory=dict)  # codecs and local steps (mlitb/links.py); {} = float32
+
+    @property
+    def link_settings(self) -> LinkSettings:
+        return LinkSettings.parse(self.links)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -156,6 +162,7 @@ def parse_create(body: Any, *, dataset_shape: tuple[int, int, int] | None, num_c
         description=_description(body.get("description", "")),
         aggregation=_aggregation(body.get("aggregation", DEFAULT_AGGREGATION)),
         predict_access=_predict_access(body.get("predict_access", "public")),
+        links=_links(body.get("links", {}), body.get("optimizer", {})),
     )
     return definition, net
 
@@ -231,6 +238,24 @@ def _predict_access(value: Any) -> str:
         raise ValidationError("predict_access", f"must be 'public' (anyone may ask for predictions, within the "
                                                 f"rate limit) or 'admin' (the admin token is needed), got {value!r}")
     return value
+
+
+def _links(raw: Any, optimizer: Any) -> dict[str, Any]:
+    """Codecs and local steps; with local steps the optimizer is the outer one, so it must suit a pseudo-gradient."""
+    raw = require_object(raw, "links")
+    allowed = set(LinkSettings().to_json())
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ValidationError(f"links.{unknown[0]}", f"unknown; links takes {', '.join(sorted(allowed))}")
+    try:
+        settings = LinkSettings.parse(raw)
+    except FieldError as exc:
+        raise ValidationError(f"links.{exc.field}", exc.message) from exc
+    name = optimizer.get("name", DEFAULT_OPTIMIZER) if isinstance(optimizer, dict) else DEFAULT_OPTIMIZER
+    if settings.local_steps > 1 and name not in ("nesterov", "adagrad"):
+        raise ValidationError("optimizer.name", f"with local steps the optimizer is the outer one: nesterov (DiLoCo) "
+                                                f"or adagrad, got {name!r}")
+    return settings.to_json()
 
 
 def _iteration_ms(value: Any, bounds: tuple[int, int]) -> int:

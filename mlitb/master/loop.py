@@ -20,7 +20,7 @@ from mlitb.master import allocation as alloc
 from mlitb.master import latency
 from mlitb.master.guard import guarded_step
 from mlitb.master.runtime import ProjectRuntime, Window, Worker
-from mlitb.protocol import f32_bytes, idle_frame, params_frame, work_frame
+from mlitb.protocol import f32_bytes, idle_frame, work_frame
 
 AfterReduce = Callable[[ProjectRuntime], None]
 
@@ -127,12 +127,14 @@ def broadcast_step(rt: ProjectRuntime, now: float) -> None:
         rt.open_window(None)
         return
     params = f32_bytes(rt.params)
-    frame = params_frame(rt.iteration, params)
+    frames = rt.param_frames
+    frames.advance(rt.iteration, rt.params, {w.codecs.params for w in rt.workers.values()})
+    frame = frames.frame_for("f32", None)
     deadline = now + rt.definition.iteration_ms / 1000
     examples = 0
     for worker_id, worker in rt.workers.items():
         if worker_id not in workers:
-            worker.conn.send_iteration(frame)
+            worker.conn.send_iteration(frames.frame_for(worker.codecs.params, worker.params_base))
             continue
         shards = tuple(rt.usable_shards(worker_id))
         held = sum(rt.allocation.shard_counts[s] for s in shards)
@@ -140,7 +142,7 @@ def broadcast_step(rt: ProjectRuntime, now: float) -> None:
         seed = rt.new_seed()
         worker.give_work(rt.iteration, now, deadline, latency.work_budget_ms(worker.timing, rt.definition.iteration_ms),
                          seed, shards, held)
-        worker.conn.send_iteration(frame, work_frame(rt.iteration, worker.budget_ms, list(shards), seed))
+        worker.conn.send_iteration(frames.frame_for(worker.codecs.params, worker.params_base), work_frame(rt.iteration, worker.budget_ms, list(shards), seed))
     for tracker in rt.trackers.values():
         tracker.send_iteration(frame)
     rt.open_window(Window(rt.iteration, now, deadline, set(workers)), params, examples)

@@ -22,6 +22,7 @@ import numpy as np
 
 from mlitb.data.manifest import Manifest
 from mlitb.grow import grow_classes, widen
+from mlitb.links import WelcomeCodecs, negotiate
 from mlitb.master import allocation as alloc
 from mlitb.master import latency, trust
 from mlitb.master.aggregation import (
@@ -34,6 +35,7 @@ from mlitb.master.checkpoint import Checkpoint
 from mlitb.master.connection import Connection
 from mlitb.master.credit import Ledger
 from mlitb.master.definition import ProjectDef
+from mlitb.master.param_frames import ParamFrames
 from mlitb.master.predict_service import PredictService
 from mlitb.master.settings import Settings
 from mlitb.master.trust import TrustSettings
@@ -90,6 +92,8 @@ class Worker:
     budget_ms: int = 0
     accepted: int = 0
     dropped: int = 0
+    codecs: WelcomeCodecs = field(default_factory=WelcomeCodecs)  # negotiated at join (links.py)
+    params_base: int | None = None  # the iteration whose parameters it holds, as far as the master knows
 
     @property
     def state(self) -> str:
@@ -255,6 +259,8 @@ class ProjectRuntime:
         self.request_check: Callable[[CheckRequest], None] | None = None  # set by the registry
         self.conformance: list[Conformance] = []
         self.credit = credit or Ledger.load(None)
+        # Codecs (docs/protocol.md, "Codecs"): each parameter codec's frames, encoded once per iteration.
+        self.param_frames = ParamFrames(full_every=definition.link_settings.full_every)
         self._rng = random.Random(secrets.randbits(64))
 
     @classmethod
@@ -527,8 +533,9 @@ class ProjectRuntime:
         self.wake.set()
 
     def join(self, conn: Connection, hello: Hello) -> None:
-        """Welcome a client; a trainer also gets its allocation (and starts at the lowest trust)."""
-        conn.send(self._welcome(conn.id, hello.role))
+        """Welcome a client; a trainer also gets its codecs and allocation (and starts at the lowest trust)."""
+        chosen = negotiate(self.definition.link_settings, hello.codecs) if hello.role == "trainer" else None
+        conn.send(self._welcome(conn.id, hello.role, chosen))
         if hello.role == "predictor":  # its parameters come with its first chunk of each iteration
             self.predictors[conn.id] = conn
             self.predictions.add_worker(conn)
@@ -537,7 +544,7 @@ class ProjectRuntime:
         if hello.role == "tracker":
             self.trackers[conn.id] = conn
             return
-        self.workers[conn.id] = Worker(conn, hello.client, trust.TrustRecord(conn.id))
+        self.workers[conn.id] = Worker(conn, hello.client, trust.TrustRecord(conn.id), codecs=chosen or WelcomeCodecs())
         alloc.add_trainer(self.allocation, conn.id, self.settings.cache_shards, self._train_ids(hello.cached))
         self.send_assignments()
         conn.send(idle_frame("waiting" if self.running else "paused"))
@@ -563,11 +570,15 @@ class ProjectRuntime:
         worker = self.workers.get(conn.id)
         if worker is None:
             raise ProtocolError("unexpected", "only trainers send results")
+        if result.codec != worker.codecs.result:
+            raise ProtocolError("bad_field", f"'codec' is {result.codec!r}; this connection's results use "
+                                             f"{worker.codecs.result!r} (welcome.codecs.result)")
         now = time.monotonic()
         elapsed_ms = (now - worker.work_sent_at) * 1000
         worker.trust.received()
         if result.iteration == worker.work_iteration and not worker.work_answered:
             worker.work_answered = True
+            worker.params_base = result.iteration  # it computed on that iteration's parameters
             latency.record_result(
                 worker.timing, sent_ms=worker.work_sent_at * 1000, received_ms=now * 1000,
                 compute_ms=result.compute_ms, count=min(result.count, worker.work_examples),
@@ -586,12 +597,15 @@ class ProjectRuntime:
         worker.accepted += 1
         worker.trust.accept(trust.throughput(result.count, elapsed_ms))
         self.credit.credit(conn.id, worker.info.volunteer, worker.info.name, result.count)
-        asked = next((c for c in self.conformance if c.wants(conn.id)), None)
+        asked = next((c for c in self.conformance if c.wants(conn.id)), None) if _checkable(result) else None
         if asked is not None:
             asked.claimed += 1
-        if self.request_check is not None and (asked or trust.should_check(worker.trust, self._rng, self.trust_settings)):
+        if self.request_check is not None and _checkable(result) and (
+                asked or trust.should_check(worker.trust, self._rng, self.trust_settings)):
+            params = (self.iteration_params if worker.codecs.params == "f32"
+                      else self.param_frames.held(worker.codecs.params))
             self.request_check(CheckRequest(conn.id, result.iteration, self.definition.layers,
-                                            self.definition.normalization, self.iteration_params,
+                                            self.definition.normalization, params,
                                             worker.work_shards, worker.work_seed, result, asked))
         assert self.window is not None
         self.window.waiting.discard(conn.id)
@@ -644,7 +658,10 @@ class ProjectRuntime:
         """Why a well-formed, on-time result cannot be believed (counted like `late`), or None."""
         if not worker.trust.trusted or worker.conn.id in self.banned:
             return "untrusted"
-        if trust.count_problem(result.count, worker.work_examples):
+        if len(result.steps) > max(1, worker.codecs.local_steps):
+            return "implausible_count"
+        # Each local step walks its own seeded order of the work's examples (at most one pass each).
+        if trust.count_problem(result.count, worker.work_examples * max(1, len(result.steps))):
             return "implausible_count"
         if trust.timing_problem(result.compute_ms, elapsed_ms, self.trust_settings):
             return "implausible_time"
@@ -691,7 +708,7 @@ class ProjectRuntime:
     def _train_ids(self, shards: tuple[str, ...]) -> set[str]:
         return {s for s in shards if s in self.allocation.shard_counts}
 
-    def _welcome(self, client_id: str, role: str) -> bytes:
+    def _welcome(self, client_id: str, role: str, codecs: WelcomeCodecs | None = None) -> bytes:
         d, m = self.definition, self.manifest
         return welcome_frame(
             client_id, role,
@@ -705,4 +722,11 @@ class ProjectRuntime:
                 "test": [{"id": r.id, "count": r.count, "bytes": r.bytes} for r in m.test.shards],
             },
             limits={"max_frame_bytes": self.settings.max_frame_bytes, "cache_shards": self.settings.cache_shards},
+            codecs=codecs.to_json() if codecs is not None else None,
         )
+
+
+def _checkable(result: Result) -> bool:
+    """Whether the verifier can recompute a result: not through a lossy codec's error feedback (the client's
+    residual is private) nor local steps (not recomputed yet); docs/security.md lists this as open."""
+    return result.codec == "f32" and not result.steps

@@ -30,13 +30,14 @@ from websockets.asyncio.client import ClientConnection
 from mlitb import __version__
 from mlitb.backoff import full_jitter_s
 from mlitb.closure import Normalization
+from mlitb.codecs import PARAM_CODECS, RESULT_CODECS
 from mlitb.data.shards import Shard
+from mlitb.local_steps import PartResult, run_local_steps
 from mlitb.model import Net
 from mlitb.protocol import (
     ProtocolError,
     cached_frame,
     decode,
-    f32_array,
     hello_frame,
     result_frame,
 )
@@ -47,6 +48,7 @@ from mlitb.worker.compute import (
     compute,
     gather,
 )
+from mlitb.worker.link_codecs import LinkCodecs
 from mlitb.worker.masters import MasterList
 from mlitb.worker.predict import PredictQueue, predict_loop
 from mlitb.worker.shard_cache import DEFAULT_DIR, ShardCache
@@ -89,6 +91,9 @@ class TrainerOptions:
     slowdown: float = 1.0  # compute this many times slower: a slow CPU
     predict: bool = True  # also answer prediction chunks, between training results
     predict_only: bool = False  # role `predictor`: prediction chunks only, no training
+
+    result_codecs: tuple[str, ...] = RESULT_CODECS  # offered in hello (docs/protocol.md, "Codecs")
+    param_codecs: tuple[str, ...] = PARAM_CODECS
 
 
 def volunteer_id(cache_dir: Path) -> str:
@@ -140,6 +145,7 @@ class Session:
     normalization: Normalization
     data_url: str
     cache: ShardCache
+    link: LinkCodecs
     params: tuple[int, np.ndarray] | None = None
     assignments: Latest[list[str]] = field(default_factory=Latest)
     work: Latest[dict[str, Any]] = field(default_factory=Latest)
@@ -257,8 +263,9 @@ class Trainer:
             "name": self.options.name,
         }
         role = "predictor" if self.options.predict_only else "trainer"
+        codecs = {"results": list(self.options.result_codecs), "params": list(self.options.param_codecs)}
         return hello_frame(role, self.options.project, client, self.cache.ids() if self.cache is not None else [],
-                           predict=self.options.predict or self.options.predict_only)
+                           predict=self.options.predict or self.options.predict_only, codecs=codecs)
 
     def _start(self, ws: ClientConnection, welcome: dict[str, Any]) -> Session:
         project, dataset, limits = welcome["project"], welcome["dataset"], welcome.get("limits", {})
@@ -266,13 +273,15 @@ class Trainer:
             self.cache = ShardCache(Path(self.options.cache_dir), dataset["id"], int(limits.get("cache_shards", 1000)))
             self._examples = None
         norm = project.get("normalization") or {}
+        net = Net(project["layers"])
         return Session(
             ws=ws,
-            net=Net(project["layers"]),
+            net=net,
             normalization=Normalization(float(norm.get("scale", 1 / 255)), float(norm.get("offset", 0.0))),
             # A one-port master may give its data API as a path ("/data"): relative to the master's URL.
             data_url=urljoin(self.options.master_url.rstrip("/") + "/", dataset["url"]),
             cache=self.cache,
+            link=LinkCodecs.from_welcome(welcome, net.param_count),
         )
 
     async def _receive(self, session: Session) -> None:
@@ -281,8 +290,8 @@ class Trainer:
             message = decode(frame, MAX_FRAME_BYTES)
             kind = message["type"]
             if kind == "params":
-                params = f32_array(message["params"], session.net.param_count, "params")
-                session.params = (int(message["iteration"]), params)
+                # None when a delta's base is not what this worker holds: it skips that work (codecs.py).
+                session.params = session.link.on_params(message)
             elif kind == "assign":
                 session.assignments.put([s["id"] for s in message["shards"]])
             elif kind == "work":
@@ -329,13 +338,15 @@ class Trainer:
             seed = int(work.get("seed", 0)) & 0xFFFFFFFF
             async with session.compute_lock:  # prediction chunks wait, and wait for us (worker/predict.py)
                 started = time.perf_counter()
-                result = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms, seed)
+                result, steps = await asyncio.to_thread(self._compute, session, session.params[1], shards, budget_ms,
+                                                        seed)
                 compute_ms = (time.perf_counter() - started) * 1000.0
+            codec, grad = session.link.encode_result(result.grad_sum)
             if self.options.extra_latency_ms > 0:
                 await asyncio.sleep(self.options.extra_latency_ms / 1000.0)
             await session.ws.send(
-                result_frame(iteration, result.grad_sum, result.count, result.loss_sum, result.correct, compute_ms,
-                             result.batches)
+                result_frame(iteration, grad, result.count, result.loss_sum, result.correct, compute_ms,
+                             result.batches, codec=codec, steps=steps)
             )
             self.results += 1
             self._set(
@@ -349,26 +360,44 @@ class Trainer:
             )
 
     def _compute(self, session: Session, params: np.ndarray, shards: dict[str, Shard], budget_ms: int,
-                 seed: int) -> WorkResult:
-        """In a worker thread: the examples of these shards (built once per set), then the gradient."""
+                 seed: int) -> tuple[WorkResult, tuple[int, ...]]:
+        """In a worker thread: the examples of these shards (built once per set), then the gradient, or with
+        local steps (H > 1) the change of H local SGD steps, each on its share of the budget and on the
+        example order of seed + h; returns the result and its batches per step (() for a gradient)."""
         started = time.perf_counter()
         shard_ids = tuple(shards)
         if self._examples is None or self._examples[0] != shard_ids:
             self._examples = (shard_ids, gather(list(shards.values())))
-        spent_ms = (time.perf_counter() - started) * 1000.0
-        result = compute(
-            session.net.gradient,
-            params,
-            self._examples[1],
-            budget_ms - spent_ms,
-            session.normalization,
-            seed=seed,
-            batch_size=batch_size_for(budget_ms - spent_ms, self._seconds_per_example, self.options.batch_size,
-                                      MIN_BATCH, BATCHES_PER_BUDGET),
-            slowdown=self.options.slowdown,
-        )
-        self._seconds_per_example = result.compute_ms / 1000.0 / result.count
-        return result
+        budget = budget_ms - (time.perf_counter() - started) * 1000.0
+        steps = session.link.chosen.local_steps
+
+        def part(w: np.ndarray, h: int) -> WorkResult:
+            share = budget / steps
+            return compute(
+                session.net.gradient, w, self._examples[1], share, session.normalization,
+                seed=(seed + h) & 0xFFFFFFFF,
+                batch_size=batch_size_for(share, self._seconds_per_example, self.options.batch_size,
+                                          MIN_BATCH, BATCHES_PER_BUDGET),
+                slowdown=self.options.slowdown,
+            )
+
+        if steps <= 1:
+            result = part(params, 0)
+            self._seconds_per_example = result.compute_ms / 1000.0 / result.count
+            return result, ()
+        parts: list[WorkResult] = []
+
+        def local_part(w: np.ndarray, h: int) -> PartResult:
+            r = part(w, h)
+            parts.append(r)
+            return PartResult(r.grad_sum, r.count, r.loss_sum, r.correct)
+
+        local = run_local_steps(local_part, params, steps, session.link.chosen.local_learning_rate)
+        compute_ms = sum(r.compute_ms for r in parts)
+        self._seconds_per_example = compute_ms / 1000.0 / local.count
+        batches = tuple(b for r in parts for b in r.batches)
+        result = WorkResult(local.grad_sum, local.count, local.loss_sum, local.correct, compute_ms, batches)
+        return result, tuple(len(r.batches) for r in parts)
 
     def _predicted(self, images: int) -> None:
         self.predicted += images

@@ -41,7 +41,18 @@ def options_from_args(args: argparse.Namespace, slot: int = 0) -> TrainerOptions
         slowdown=getattr(args, "slowdown", 1.0),
         predict=not getattr(args, "no_predict", False),
         predict_only=getattr(args, "predict_only", False),
+        **_codecs(args),
     )
+
+
+def _codecs(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
+    """`--result-codecs a,b` / `--param-codecs ...`: offer only these (float32 is always implied)."""
+    chosen = {}
+    for name in ("result_codecs", "param_codecs"):
+        value = getattr(args, name, None)
+        if value:
+            chosen[name] = tuple(dict.fromkeys(["f32", *value.split(",")]))
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import { MasterSocket } from "../master-socket.js";
 import { OrderedExamples, normalizationTable } from "../examples.js";
 import { MAX_BATCHES, batchSeed } from "../work-order.js";
 import { retryDelayMs } from "../backoff.js";
+import { LinkCodecs, OFFER, runLocalSteps } from "../link-codecs.js";
 
 const MAX_BATCH = 128;
 const FIRST_BATCH = 4;
@@ -16,6 +17,7 @@ const FINAL_CODES = new Set(["unknown_project", "protocol_version"]);
 let socket, dataPort, net, netLayers, options, engine = null;
 let project = null, dataset = null, limits = { cache_shards: 64 };
 let params = null, paramsIteration = -1;
+let link = null; // this connection's codecs and local steps (welcome.codecs)
 let assigned = [];
 const held = new Map();
 const requested = new Set();
@@ -60,6 +62,7 @@ async function start(config) {
       },
       cached: [...new Set([...held.keys(), ...config.cached])],
       predict: config.predict !== false,
+      codecs: OFFER,
     }),
     onMessage,
     onStatus: (status, { retryInMs, attempt } = {}) => {
@@ -91,14 +94,20 @@ async function onMessage(message) {
       dataset = message.dataset;
       limits = { ...limits, ...message.limits };
       if (!net || netLayers !== JSON.stringify(project.layers)) await buildNet(project.layers);
+      link = new LinkCodecs(project.param_count, message.codecs ?? {});
+      params = null;
+      paramsIteration = -1;
       tell({ type: "welcome", clientId: message.client_id, engine: net.backend, project: project.id });
       if (dataset?.url) dataPort.postMessage({ type: "dataServer", dataUrl: dataset.url });
       setState(project.status === "paused" ? "paused" : "waiting");
       break;
-    case "params":
-      params = float32(message.params);
-      paramsIteration = message.iteration;
+    case "params": {
+      // null when a delta's base is not what this trainer holds: it skips that work (codecs.js)
+      const got = link ? link.onParams(message) : { iteration: message.iteration, values: float32(message.params) };
+      params = got?.values ?? null;
+      paramsIteration = got?.iteration ?? -1;
       break;
+    }
     case "assign":
       assigned = message.shards.map((s) => s.id);
       dataPort.postMessage({ type: "assigned", ids: assigned, cacheShards: limits.cache_shards });
@@ -166,10 +175,50 @@ async function work({ iteration, budget_ms: budgetMs, shards, seed = 0 }) {
   setState("training");
   const iterationParams = params; // a params frame may arrive while a gradient is awaited
   const started = performance.now();
-  const deadline = started + budgetMs;
-  const examples = new OrderedExamples(shards.map((id) => held.get(id)), seed >>> 0);
-  const inputSize = examples.shards[0].pixels.length / examples.shards[0].count;
+  const steps = link?.localSteps ?? 1;
   const table = normalizationTable(project.normalization);
+  const sweepFrom = (w, h, deadline) => {
+    const stepSeed = (seed + h) >>> 0;
+    return sweep(w, new OrderedExamples(shards.map((id) => held.get(id)), stepSeed), stepSeed, deadline, table);
+  };
+  let result, stepBatches = null;
+  if (steps <= 1) {
+    result = await sweepFrom(iterationParams, 0, started + budgetMs);
+  } else {
+    // Local steps (docs/protocol.md): H local SGD steps, each on its share of the budget and on the
+    // example order of seed + h; the result is (start − end) × count.
+    const parts = [];
+    result = await runLocalSteps(async (w, h) => {
+      // a fresh array per step: the engines keep their packed weights by the array's identity
+      const r = await sweepFrom(Float32Array.from(w), h, started + ((h + 1) * budgetMs) / steps);
+      parts.push(r.batches);
+      return r;
+    }, iterationParams, steps, link.localLearningRate);
+    result.batches = parts.flat();
+    stepBatches = parts.map((b) => b.length);
+  }
+  const { count, lossSum, correct, batches } = result;
+  const computeMs = performance.now() - started;
+  const encoded = link ? link.encodeResult(result.gradSum) : { codec: "f32", grad: result.gradSum };
+  const message = {
+    type: "result",
+    iteration,
+    grad: encoded.grad,
+    count,
+    loss_sum: lossSum,
+    correct,
+    compute_ms: computeMs,
+    batches,
+  };
+  if (encoded.codec !== "f32") message.codec = encoded.codec;
+  if (stepBatches) message.steps = stepBatches;
+  const sent = socket.send(message);
+  tell({ type: "result", iteration, count, computeMs, lossSum, correct, sent });
+}
+
+// Gradient sums over the order's examples, batch by batch, until `deadline` (at least one batch).
+async function sweep(w, examples, seed, deadline, table) {
+  const inputSize = examples.shards[0].pixels.length / examples.shards[0].count;
   const P = net.paramCount;
   const gradSum = new Float32Array(P);
   const batches = [];
@@ -190,7 +239,7 @@ async function work({ iteration, budget_ms: budgetMs, shards, seed = 0 }) {
     const position = examples.position;
     n = examples.batch(n, x, labels, table);
     const t0 = performance.now();
-    const g = await net.gradient(iterationParams, x, labels, n, { seed: batchSeed(seed >>> 0, position) });
+    const g = await net.gradient(w, x, labels, n, { seed: batchSeed(seed >>> 0, position) });
     const ms = (performance.now() - t0) / n;
     msPerExample = msPerExample ? 0.7 * msPerExample + 0.3 * ms : ms;
     for (let i = 0; i < P; i++) gradSum[i] += g.gradSum[i];
@@ -199,18 +248,7 @@ async function work({ iteration, budget_ms: budgetMs, shards, seed = 0 }) {
     correct += g.correct;
     batches.push(n);
   }
-  const computeMs = performance.now() - started;
-  const sent = socket.send({
-    type: "result",
-    iteration,
-    grad: gradSum,
-    count,
-    loss_sum: lossSum,
-    correct,
-    compute_ms: computeMs,
-    batches,
-  });
-  tell({ type: "result", iteration, count, computeMs, lossSum, correct, sent });
+  return { gradSum, count, lossSum, correct, batches };
 }
 
 // Prediction chunks (`predict` frames): queued, and answered one per task, so a `work` that arrives
