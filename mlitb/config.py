@@ -35,7 +35,7 @@ def from_env(cls: type[T], environ: Mapping[str, str], **given: Any) -> T:
             value = kind(float(text)) if kind is float else int(text)
         except ValueError:
             raise ConfigError(f"{name}={text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if value <= 0:
+        if value < 0 or (value == 0 and field.name not in getattr(cls, "zero_means_off", ())):
             raise ConfigError(f"{name}={text!r} must be greater than 0")
         values[field.name] = value
     return cls(**values)

@@ -57,3 +57,9 @@ def test_deploy_doc_lists_every_variable():
     text = (REPO / "docs" / "deploy.md").read_text()
     missing = [name for name in documented_variables(Settings) + documented_variables(Limits) if name not in text]
     assert not missing, f"docs/deploy.md does not document {missing}"
+
+
+def test_zero_turns_spot_checks_off_but_is_refused_elsewhere():
+    assert from_env(Settings, {"MLITB_VERIFY_QUEUE": "0"}, admin_token="x", data_url="y").verify_queue == 0
+    with pytest.raises(ConfigError, match="MLITB_MAX_CONNECTIONS='0' must be greater than 0"):
+        from_env(Settings, {"MLITB_MAX_CONNECTIONS": "0"}, admin_token="x", data_url="y")

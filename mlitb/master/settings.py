@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from importlib.resources import files
 from pathlib import Path
 
@@ -14,6 +15,8 @@ STATIC_DIR = Path(str(files("mlitb") / "static"))  # package data: works from a 
 @dataclass(frozen=True)
 class Settings:
     """The master's configuration. Only `admin_token` and `data_url` have no sensible default."""
+
+    zero_means_off: ClassVar[tuple[str, ...]] = ("verify_queue",)  # MLITB_VERIFY_QUEUE=0: no spot checks
 
     admin_token: str
     data_url: str
