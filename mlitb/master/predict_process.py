@@ -1,29 +1,20 @@
 """Predictions when no worker can take them: one spawned process beside the master, never its event loop.
 
-The same kind of process as the evaluator (evaluator.py, whose initializer it
-shares: lower priority, Ctrl-C ignored, gone when the master dies). It keeps
+A process beside the master like the evaluator's (side_process.py). It keeps
 one net per layer list between calls, so a call ships only the parameters and
-the chunk's pixels. If the process dies the pool is replaced and the call
-tried once more.
+the chunk's pixels.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
 
-from mlitb.master.evaluator import _start_process
+from mlitb.master.side_process import SideProcess
 from mlitb.model import Net
 from mlitb.model.classify import classify
-
-log = logging.getLogger("mlitb.master.predict_process")
 
 # ------------------------------------------------------------ in the prediction process
 
@@ -45,32 +36,13 @@ class PredictProcess:
     """The master's handle on its prediction process (started at the first call)."""
 
     def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
+        self.process = SideProcess("prediction")
 
     async def predict(self, layers: list[dict[str, Any]], params: np.ndarray, pixels: np.ndarray,
                       normalization: dict[str, float]) -> np.ndarray:
-        args = (json.dumps(layers, sort_keys=True), np.asarray(params, np.float32).tobytes(), pixels,
-                float(normalization["scale"]), float(normalization["offset"]))
-        for attempt in (1, 2):
-            pool = self._executor()
-            try:
-                return await asyncio.wrap_future(pool.submit(_predict, *args))
-            except BrokenProcessPool:
-                if self._pool is pool:
-                    log.warning("the prediction process died; starting a new one")
-                    self._pool = None
-                    pool.shutdown(wait=False, cancel_futures=True)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return await self.process.call(_predict, json.dumps(layers, sort_keys=True),
+                                       np.asarray(params, np.float32).tobytes(), pixels,
+                                       float(normalization["scale"]), float(normalization["offset"]))
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start_process)
-        return self._pool
+        await self.process.close()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 from importlib.resources import files
 from pathlib import Path
+from typing import ClassVar
 
 from mlitb.master.prediction import ChunkPolicy
 

@@ -1,7 +1,6 @@
 """One long-lived verifier process per master: spot-check recomputation never runs on the event loop.
 
-Modelled on evaluator.py: a spawned single-process pool at lower priority
-that exits with the master, replaced once if it dies. The queue is bounded:
+A process beside the master (side_process.py). The queue is bounded:
 when `settings.queue` checks are already waiting or running, a new one is
 dropped (counted in `dropped`) rather than letting checks pile up behind a
 slow verifier: sampling, not completeness, is what makes cheating a losing bet.
@@ -9,33 +8,10 @@ slow verifier: sampling, not completeness, is what makes cheating a losing bet.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import multiprocessing
-import os
-import signal
-import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing.connection import wait
 
+from mlitb.master.side_process import SideProcess
 from mlitb.master.verification import Claim, Verdict, VerifySettings, Work, verify
-
-log = logging.getLogger("mlitb.master.verifier")
-
-
-def _start_process(niceness: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(niceness)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
-
-
-def _exit_with(sentinel: int) -> None:
-    wait([sentinel])
-    os._exit(0)
 
 
 @dataclass
@@ -54,7 +30,7 @@ class Verifier:
     def __init__(self, settings: VerifySettings = VerifySettings()) -> None:
         self.settings = settings
         self.stats = VerifierStats()
-        self._pool: ProcessPoolExecutor | None = None
+        self.process = SideProcess("verifier", settings.niceness)
         self._in_flight = 0
 
     @property
@@ -70,15 +46,7 @@ class Verifier:
             return None
         self._in_flight += 1
         try:
-            for attempt in (1, 2):
-                pool = self._executor()
-                try:
-                    verdict = await asyncio.wrap_future(pool.submit(verify, work, claim, self.settings))
-                    break
-                except BrokenProcessPool:
-                    self._replace(pool)
-                    if attempt == 2:
-                        raise
+            verdict = await self.process.call(verify, work, claim, self.settings)
         finally:
             self._in_flight -= 1
         self.stats.checked += 1
@@ -89,18 +57,4 @@ class Verifier:
         return verdict
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start_process, initargs=(self.settings.niceness,))
-        return self._pool
-
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        if self._pool is broken:
-            log.warning("the verifier process died; starting a new one")
-            self._pool = None
-            broken.shutdown(wait=False, cancel_futures=True)
+        await self.process.close()
