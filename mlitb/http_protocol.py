@@ -14,8 +14,11 @@ and the hello deadline (connection.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mlitb.ws_protocol import LimitedWebSocketProtocol
@@ -111,3 +114,11 @@ def protocol_options(read_timeout_s: float, idle_timeout_s: float) -> dict[str, 
     """uvicorn.Config keywords: the header deadline, the WebSocket limit per connection, the idle timeout."""
     http = type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": read_timeout_s})
     return {"http": http, "ws": LimitedWebSocketProtocol, "timeout_keep_alive": idle_timeout_s}
+
+
+class OwnSignalsServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its runner (`mlitb serve` stops its servers together)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

@@ -7,8 +7,8 @@ import httpx
 import numpy as np
 
 from mlitb.closure import load_closure
+from mlitb.master.closure_verify import verify_with_server
 from mlitb.model import Net
-from mlitb.verify import verify_with_server
 from tests.datazips import image_zip, mnist_digits_zip
 from tests.e2e_system import ProcessSystem
 from tests.helpers import ADMIN, poll_until

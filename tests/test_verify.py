@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 
 from mlitb.closure import load_closure
-from mlitb.verify import verify_closure, verify_with_server
+from mlitb.master.closure_verify import verify_closure, verify_with_server
 from tests.helpers import REPO
 from tests.master_support import ADMIN, trainer
 

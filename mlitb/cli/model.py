@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from mlitb.cli.common import CliError
@@ -64,7 +65,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--data-url", default=os.environ.get("MLITB_DATA_URL", "http://127.0.0.1:8001"),
                         metavar="URL", help="data server holding the closure's dataset (default: $MLITB_DATA_URL "
                                             "or http://127.0.0.1:8001)")
-    verify.set_defaults(run="mlitb.verify:run")
+    verify.set_defaults(run=run_verify)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -82,3 +83,19 @@ def run_export(args: argparse.Namespace) -> int:
     from mlitb.export import run
 
     return run(args)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """`mlitb verify CLOSURE [--data-url URL]`: exit 0 when it reproduces, 1 when something differs, 2 when the
+    closure cannot be read."""
+    from mlitb.closure import ClosureError, load_closure
+    from mlitb.master.closure_verify import verify_with_server
+
+    try:
+        closure = load_closure(Path(args.closure).read_bytes())
+    except (OSError, ClosureError) as exc:
+        print(f"mlitb verify: cannot read {args.closure}: {exc}", file=sys.stderr)
+        return 2
+    report = verify_with_server(closure, args.data_url)
+    print(report.text())
+    return 0 if report.ok else 1

@@ -15,8 +15,7 @@ from mlitb import logs
 from mlitb.config import ConfigError, from_env
 from mlitb.data.app import create_data_app
 from mlitb.data.limits import Limits
-from mlitb.http_protocol import protocol_options
-from mlitb.master.serve import OwnSignalsServer
+from mlitb.http_protocol import OwnSignalsServer, protocol_options
 from mlitb.store import StoreUnavailable, open_store
 
 

@@ -37,6 +37,7 @@ from mlitb.master.closure_io import (
     project_from_closure,
 )
 from mlitb.master.closure_page import closure_page_policy, render_closure_page
+from mlitb.master.closure_verify import verify_with_server
 from mlitb.master.cluster import Cluster, ClusterLobby
 from mlitb.master.connection import ConnectionStats, serve_connection
 from mlitb.master.datawatch import watch_datasets
@@ -56,7 +57,6 @@ from mlitb.master.trust import check_probability
 from mlitb.store import Store
 from mlitb.tasks import log_crash
 from mlitb.validate import FieldError
-from mlitb.verify import verify_with_server
 
 log = logging.getLogger("mlitb.master")
 

@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,7 +36,7 @@ from mlitb.config import ConfigError, from_env
 from mlitb.data.app import create_data_app
 from mlitb.data.catalog import ensure_shipped_datasets, list_datasets
 from mlitb.data.limits import Limits
-from mlitb.http_protocol import protocol_options
+from mlitb.http_protocol import OwnSignalsServer, protocol_options
 from mlitb.master.activity import ActivityLog, watch
 from mlitb.master.app import create_master_app
 from mlitb.master.cluster import cluster_from_env
@@ -55,14 +54,6 @@ DEMO_LAYERS = MNIST_CONVNET
 DEMO_ITERATION_MS = 1500
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 log = logging.getLogger("mlitb.serve")
-
-
-class OwnSignalsServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to `run`, which stops both servers together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,13 @@ other content, or a loss / accuracy that comes out different.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from mlitb.closure import Closure, ClosureError, load_closure
+from mlitb.closure import Closure
 from mlitb.data.shards import ShardError, content_id, decode_shard
 from mlitb.master.evaluation import TestSource, decode_test_set, evaluate
 
@@ -135,17 +132,3 @@ def http_fetch(client: httpx.Client, data_url: str, dataset_id: str) -> Fetch:
 def verify_with_server(closure: Closure, data_url: str) -> Report:
     with httpx.Client(timeout=60) as client:
         return verify_closure(closure, http_fetch(client, data_url, closure.dataset.id))
-
-
-def run(args: argparse.Namespace) -> int:
-    """`mlitb verify CLOSURE [--data-url URL]`: exit 0 when it reproduces, 1 when something differs, 2 when the
-    closure cannot be read."""
-    try:
-        closure = load_closure(Path(args.closure).read_bytes())
-    except (OSError, ClosureError) as exc:
-        print(f"mlitb verify: cannot read {args.closure}: {exc}", file=sys.stderr)
-        return 2
-    report = verify_with_server(closure, args.data_url)
-    print(report.text())
-    return 0 if report.ok else 1
-
