@@ -118,3 +118,27 @@ def test_a_full_queue_drops_checks_and_counts_them(honest):
     verdicts, stats = run(flood())
     assert verdicts[0].passed and verdicts[1:] == [None, None]
     assert (stats.checked, stats.dropped) == (1, 2)
+
+
+def test_local_steps_are_recomputed_step_by_step(honest):
+    """A local-steps result (H = 3 local SGD steps, each on the order of seed + h) reproduces exactly; the same
+    result claimed with another local learning rate, or scaled, does not."""
+    from mlitb.local_steps import PartResult, run_local_steps
+
+    net, work, _claim, _held = honest
+    examples = gather([decode_shard(b) for b in work.blobs])
+    params = np.frombuffer(work.params, np.float32)
+    batches: list[tuple[int, ...]] = []
+
+    def part(w: np.ndarray, h: int) -> PartResult:
+        r = compute(net.gradient, w, examples, 150, Normalization(), seed=(SEED + h) & 0xFFFFFFFF, batch_size=16)
+        batches.append(r.batches)
+        return PartResult(r.grad_sum, r.count, r.loss_sum, r.correct)
+
+    local = run_local_steps(part, params, 3, 0.05)
+    claim = Claim(local.grad_sum.tobytes(), local.count, local.loss_sum, local.correct,
+                  tuple(b for step in batches for b in step), tuple(len(step) for step in batches), 0.05)
+    verdicts, _ = run(check(work, claim, changed(claim, local_learning_rate=0.5),
+                            changed(claim, grad=local.grad_sum * 3)))
+    assert verdicts[0].passed, verdicts[0].reasons
+    assert not verdicts[1].passed and not verdicts[2].passed

@@ -349,7 +349,8 @@ class Registry:
             blobs.append(blob)
         result = request.result
         work = Work(request.layers, request.normalization, request.params, tuple(blobs), request.seed)
-        claim = Claim(result.grad_sum.tobytes(), result.count, result.loss_sum, result.correct, result.batches)
+        claim = Claim(result.grad_sum.tobytes(), result.count, result.loss_sum, result.correct, result.batches,
+                      result.steps, request.local_learning_rate)
         verdict = await self.verifier.verify(work, claim, wait=request.conformance is not None)
         if verdict is None:
             rt.record_check_dropped()

@@ -150,7 +150,8 @@ class CheckRequest:
     shards: tuple[str, ...]  # in the work's order
     seed: int
     result: Result
-    conformance: Conformance | None = None  # asked for by a worker author: always run, always reported
+    conformance: Conformance | None = None
+    local_learning_rate: float = 0.0  # with local steps: the recomputation takes the same local SGD steps  # asked for by a worker author: always run, always reported
 
 
 @dataclass
@@ -606,7 +607,8 @@ class ProjectRuntime:
                       else self.param_frames.held(worker.codecs.params))
             self.request_check(CheckRequest(conn.id, result.iteration, self.definition.layers,
                                             self.definition.normalization, params,
-                                            worker.work_shards, worker.work_seed, result, asked))
+                                            worker.work_shards, worker.work_seed, result, asked,
+                                            self.definition.link_settings.local_learning_rate))
         assert self.window is not None
         self.window.waiting.discard(conn.id)
         if not self.window.waiting:
@@ -728,5 +730,5 @@ class ProjectRuntime:
 
 def _checkable(result: Result) -> bool:
     """Whether the verifier can recompute a result: not through a lossy codec's error feedback (the client's
-    residual is private) nor local steps (not recomputed yet); docs/security.md lists this as open."""
-    return result.codec == "f32" and not result.steps
+    residual is private; docs/security.md lists this as open). Local steps are recomputed step by step."""
+    return result.codec == "f32"

@@ -19,9 +19,10 @@ import numpy as np
 
 from mlitb.closure import Normalization
 from mlitb.data.shards import decode_shard
+from mlitb.local_steps import PartResult, run_local_steps
 from mlitb.model import Net
 from mlitb.model.layout import ParamBlock
-from mlitb.worker.compute import gather, recompute
+from mlitb.worker.compute import WorkExamples, gather, recompute
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Claim:
     loss_sum: float
     correct: int
     batches: tuple[int, ...]
+    steps: tuple[int, ...] = ()  # local steps: batches per step, in order (() = a gradient)
+    local_learning_rate: float = 0.0  # the project's, with local steps
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ def verify(work: Work, claim: Claim, settings: VerifySettings) -> Verdict:
     """Recompute `claim` from `work` and compare (CPU-bound: runs in the verifier process)."""
     net = _net(work.layers)
     examples = gather([decode_shard(blob) for blob in work.blobs])
+    if claim.steps:
+        return _verify_local_steps(net, work, claim, examples, settings)
     if sum(claim.batches) != claim.count or claim.count > examples.count:
         return Verdict(False, (f"count {claim.count} cannot be repeated: the work holds {examples.count} examples "
                                f"and the batches sum to {sum(claim.batches)}",), float("inf"), None)
@@ -86,6 +91,25 @@ def verify(work: Work, claim: Claim, settings: VerifySettings) -> Verdict:
     params = np.frombuffer(work.params, np.float32)
     done = recompute(net.gradient, params, examples, norm, work.seed, claim.batches)
     return compare(claim, done.grad_sum, done.loss_sum, done.correct, net.layout, settings)
+
+
+def _verify_local_steps(net: Net, work: Work, claim: Claim, examples: WorkExamples,
+                        settings: VerifySettings) -> Verdict:
+    """H local SGD steps repeated exactly: step h walks the order of seed + h with its listed batches, from the
+    parameters the steps before it left (local_steps.py); the claim is (start − end) × count."""
+    cuts = np.cumsum((0, *claim.steps))
+    per_step = [claim.batches[cuts[h]:cuts[h + 1]] for h in range(len(claim.steps))]
+    if sum(claim.batches) != claim.count or any(sum(b) > examples.count for b in per_step):
+        return Verdict(False, (f"count {claim.count} cannot be repeated: each local step covers at most the work's "
+                               f"{examples.count} examples",), float("inf"), None)
+    norm = Normalization(float(work.normalization.get("scale", 1 / 255)), float(work.normalization.get("offset", 0.0)))
+
+    def part(w: np.ndarray, h: int) -> PartResult:
+        done = recompute(net.gradient, w, examples, norm, (work.seed + h) & 0xFFFFFFFF, per_step[h])
+        return PartResult(done.grad_sum, done.count, done.loss_sum, done.correct)
+
+    local = run_local_steps(part, np.frombuffer(work.params, np.float32), len(claim.steps), claim.local_learning_rate)
+    return compare(claim, local.grad_sum, local.loss_sum, local.correct, net.layout, settings)
 
 
 def compare(claim: Claim, grad: np.ndarray, loss_sum: float, correct: int, layout: list[ParamBlock],
