@@ -7,7 +7,7 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -76,3 +76,12 @@ def poll_until(condition: Callable[[], T], *, timeout: float, what: str, interva
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what}: not within {timeout} s")
         time.sleep(interval)
+
+
+async def until(condition: Callable[[], Awaitable[object]], *, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Await `condition()` (an API call, a page evaluation) until it is truthy, bounded in time."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(interval)

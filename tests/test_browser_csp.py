@@ -5,26 +5,20 @@ standalone closure page classifies when the master serves it with its own hash-b
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 import pytest_asyncio
 from playwright.async_api import Page
 
 from tests.browser_support import classify_file, mnist_digits, new_context, open_page
+from tests.helpers import until
 from tests.master_support import TOKEN, copy_store, running_system
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def until(page: Page, function: str, arg: object = None, timeout: float = 60.0) -> None:
+async def in_page(page: Page, function: str, arg: object = None, timeout: float = 60.0) -> None:
     """Poll a JS function in the page until it returns true (not `wait_for_function`: it needs eval)."""
-    deadline = time.monotonic() + timeout
-    while not await page.evaluate(function, arg):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{function}: not within {timeout} s")
-        await asyncio.sleep(0.1)
+    await until(lambda: page.evaluate(function, arg), timeout=timeout, what=function)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -39,11 +33,11 @@ async def test_the_volunteer_page_trains_under_its_policy(system, browser):
     volunteer = await open_page(context, f"{system.master_url}/?project={project['id']}")
     page = volunteer.page
     assert "script-src 'self' 'wasm-unsafe-eval'" in (await page.request.get(page.url)).headers["content-security-policy"]
-    await until(page, "() => !document.getElementById('contribute').disabled")
+    await in_page(page, "() => !document.getElementById('contribute').disabled")
     await page.fill("#trainers", "1")
     await page.click("#contribute")
-    await until(page, "() => document.getElementById('state').textContent === 'training'")
-    await until(page, """async (url) => {
+    await in_page(page, "() => document.getElementById('state').textContent === 'training'")
+    await in_page(page, """async (url) => {
         const project = await (await fetch(url)).json();  // the page's own origin, under connect-src
         return project.workers.some((w) => w.kind === "browser" && w.accepted >= 3);
     }""", f"/api/projects/{project['id']}")

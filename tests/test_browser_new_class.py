@@ -3,27 +3,16 @@ trainer is told to reconnect, rebuilds its net from the new `welcome` and trains
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import numpy as np
 import pytest
 import pytest_asyncio
 
 from tests.browser_support import new_context, open_page
 from tests.datazips import make_zip, png
+from tests.helpers import until
 from tests.master_support import ADMIN, TINY_LAYERS, copy_store, running_system
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-async def until(condition, *, timeout: float, what: str) -> None:
-    """Poll an async condition (an API call) until it holds, bounded in time."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.2)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
