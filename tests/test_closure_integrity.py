@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from mlitb.closure import load_closure
-from mlitb.verify import verify_with_server
+from mlitb.master.closure_verify import verify_with_server
 from tests.master_support import ADMIN, trainer
 
 

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 
 from mlitb.closure import load_closure
-from mlitb.verify import verify_with_server
+from mlitb.master.closure_verify import verify_with_server
 from tests.datazips import make_zip, png
 from tests.e2e_system import ProcessSystem
 from tests.helpers import ADMIN, poll_until

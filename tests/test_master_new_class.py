@@ -16,9 +16,9 @@ from websockets.exceptions import ConnectionClosed
 
 from mlitb.closure import load_closure
 from mlitb.export import to_convnetjs
+from mlitb.master.closure_verify import verify_with_server
 from mlitb.model import Net
 from mlitb.protocol import result_frame
-from mlitb.verify import verify_with_server
 from tests.datazips import make_zip, png
 from tests.master_support import (
     ADMIN,
