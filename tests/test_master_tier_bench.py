@@ -18,6 +18,9 @@ def test_held_is_the_largest_count_at_95_percent_accepted() -> None:
 
 
 def test_the_tier_holds_a_count_only_if_every_master_does() -> None:
-    ok, bad = {"accepted": 99, "expected": 100}, {"accepted": 50, "expected": 100}
+    ok, bad = {"n": 4, "accepted": 99, "expected": 100}, {"n": 4, "accepted": 50, "expected": 100}
     assert tier_held({8: [ok, ok], 32: [ok, bad], 16: [ok, ok]}) == 16
     assert tier_held({8: [bad, ok]}) == 0
+    idle = {"n": 0, "accepted": 0, "expected": 0}  # 2 trainers over 3 masters: one master has none
+    assert tier_held({2: [ok, ok, idle]}) == 2
+    assert tier_held({0: [idle, idle]}) == 0
