@@ -35,8 +35,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.master_load import (ADMIN, NETS, T_MS, TOKEN, Frames, cpu_seconds, free_port, ingest_small_shards, metric,
-                               own_cpu, trainer, ws_url_of)
+from bench.master_load import (
+    ADMIN,
+    NETS,
+    T_MS,
+    TOKEN,
+    Frames,
+    cpu_seconds,
+    free_port,
+    ingest_small_shards,
+    own_cpu,
+    trainer,
+    ws_url_of,
+)
 from mlitb.master.lease import rendezvous_winner
 from mlitb.store import RedisStore
 from tests.redis_process import redis_process
@@ -186,11 +197,11 @@ async def measure_tier(api: httpx.AsyncClient, masters: list[Master], dataset: s
     try:
         async with asyncio.timeout(60):
             await asyncio.gather(*(event.wait() for event in events))  # every trainer is training
-        before = [[await metric_on(api, m, name, p) for name in METRICS] for m, p in zip(masters, projects)]
+        before = [await metrics_on(api, m, p) for m, p in zip(masters, projects)]
         cpu_before, start, own_before = [cpu_seconds(m.proc.pid) for m in masters], time.perf_counter(), own_cpu()
         await asyncio.sleep(seconds)  # the measurement window (not synchronisation)
         cpu_after, wall, own_after = [cpu_seconds(m.proc.pid) for m in masters], time.perf_counter() - start, own_cpu()
-        after = [[await metric_on(api, m, name, p) for name in METRICS] for m, p in zip(masters, projects)]
+        after = [await metrics_on(api, m, p) for m, p in zip(masters, projects)]
         for task in tasks:
             if task.done():
                 task.result()
@@ -211,9 +222,15 @@ async def measure_tier(api: httpx.AsyncClient, masters: list[Master], dataset: s
     return rows
 
 
-async def metric_on(api: httpx.AsyncClient, master: Master, name: str, project: str) -> float:
-    async with httpx.AsyncClient(base_url=master.url, timeout=60) as one:
-        return await metric(one, name, project)
+async def metrics_on(api: httpx.AsyncClient, master: Master, project: str) -> list[float]:
+    """METRICS for `project` from one scrape of the owner's /metrics: iterations and accepted results are
+    counted together at each close, so one scrape never splits an iteration between them."""
+    totals = dict.fromkeys(METRICS, 0.0)
+    for line in (await api.get(master.url + "/metrics")).text.splitlines():
+        name = line.split("{", 1)[0]
+        if name in totals and f'project="{project}"' in line:
+            totals[name] += float(line.split()[-1])
+    return [totals[name] for name in METRICS]
 
 
 def tier_row(rows: list[dict]) -> dict:

@@ -7,7 +7,7 @@ def test_spread_is_even_and_keeps_the_total() -> None:
     assert spread(8, 3) == [3, 3, 2]
     assert spread(32, 2) == [16, 16]
     assert spread(2, 3) == [1, 1, 0]
-    assert all(sum(spread(n, m)) == n for n in range(0, 40) for m in range(1, 5))
+    assert all(sum(spread(n, m)) == n for n in range(40) for m in range(1, 5))
 
 
 def test_held_is_the_largest_count_at_95_percent_accepted() -> None:
