@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import numpy as np
@@ -86,6 +87,7 @@ class Master:
     port: int = field(default_factory=free_port)
     data_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    log: BinaryIO | None = None
 
     @property
     def id(self) -> str:
@@ -102,9 +104,10 @@ def start_masters(count: int, redis_url: str, tmp: Path) -> list[Master]:
     for m in masters:
         env = {**os.environ, "MLITB_ADMIN_TOKEN": TOKEN, "MLITB_VERIFY_QUEUE": "0", "MLITB_PUBLIC_URL": m.url,
                "MLITB_MASTER_ID": m.id, "MLITB_MASTER_URLS": urls}
+        m.log = (tmp / f"master-{m.index}.log").open("wb")  # closed by stop_masters
         m.proc = subprocess.Popen([sys.executable, "-m", "mlitb.cli", "serve", "--port", str(m.port), "--data-port",
                                    str(m.data_port), "--data-dir", str(tmp / f"data-{m.index}"), "--redis", redis_url],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / f"master-{m.index}.log", "wb"))
+                                  env=env, stdout=subprocess.DEVNULL, stderr=m.log)
     return masters
 
 
@@ -119,6 +122,8 @@ def stop_masters(masters: list[Master]) -> None:
             except subprocess.TimeoutExpired:
                 m.proc.kill()
                 m.proc.wait(10)
+        if m.log is not None:
+            m.log.close()
 
 
 async def poll(check, *, timeout: float, what: str, interval: float = 0.2):
