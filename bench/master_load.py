@@ -12,7 +12,12 @@ cheap and this measures the master. Per configuration (N trainers x net of P par
                  the deadline), from /metrics
 * master CPU %  the `mlitb serve` process (utime+stime from /proc), 100 = one core
 
-    python bench/master_load.py [--seconds 5] [--trainers 1,8,32,128] [--deflate]
+    python bench/master_load.py [--seconds 5] [--trainers 1,8,32,128] [--deflate] [--nets convnet,mlp]
+
+With `--masters 1,2,3` it runs a tier instead (bench/master_tier.py): per M, a private redis-server,
+M `mlitb serve` masters on it and M projects, one owned by each master, the same total trainers spread
+evenly over them; per master and for the tier: accepted / expected, lateness, master CPU %, and
+"trainers held" (the largest count whose results were >= 95 % accepted).
 
 Prints a table, then one JSON line. The machine's load average is printed first and last: other
 work on the machine moves every figure.
@@ -42,7 +47,7 @@ from mlitb.data.ingest import IngestOptions, ZipInput
 from mlitb.data.limits import Limits
 from mlitb.model.zoo import MNIST_CONVNET, MNIST_MLP
 from mlitb.protocol import encode, result_frame
-from mlitb.store import FileStore
+from mlitb.store import FileStore, Store
 
 TOKEN = "bench-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -86,8 +91,30 @@ class Frames:
         return frame
 
 
+class Moved(Exception):
+    """The project is on another master: `url` is its public URL (a tier; never with one master)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+def ws_url_of(public_url: str) -> str:
+    return public_url.replace("http", "ws", 1).rstrip("/") + "/ws"
+
+
 async def trainer(url: str, project: str, frames: Frames, worked: asyncio.Event, params_at: list[float] | None,
                   compression: str | None) -> None:
+    for _ in range(5):  # a project handed over between masters: follow `moved`, a few times at most
+        try:
+            return await trainer_session(url, project, frames, worked, params_at, compression)
+        except Moved as moved:
+            url = ws_url_of(moved.url)
+    raise RuntimeError(f"project {project} kept moving between masters")
+
+
+async def trainer_session(url: str, project: str, frames: Frames, worked: asyncio.Event,
+                          params_at: list[float] | None, compression: str | None) -> None:
     async with connect(url, max_size=None, compression=compression, ping_interval=None) as ws:
         await ws.send(encode({"type": "hello", "protocol": 1, "role": "trainer", "project": project,
                               "client": {"kind": "bench", "engine": "none", "cores": 1}}))
@@ -102,6 +129,8 @@ async def trainer(url: str, project: str, frames: Frames, worked: asyncio.Event,
                 worked.set()
                 await asyncio.sleep(message["budget_ms"] / 1000)  # the compute a real worker would do
                 await ws.send(frames.result(message["iteration"], message["budget_ms"]))
+            elif kind == "moved" and message.get("url"):
+                raise Moved(message["url"])
             elif kind == "error":
                 raise RuntimeError(f"the master refused a bench frame: {message}")
 
@@ -163,9 +192,9 @@ async def measure(api: httpx.AsyncClient, ws_url: str, pid: int, dataset: str, n
     }
 
 
-async def ingest_small_shards(data_dir: str) -> None:
+async def ingest_small_shards(data_dir: str, store: Store | None = None) -> None:
     """The store `mlitb serve` will open, holding MNIST in small shards (it then ingests nothing itself)."""
-    store = FileStore(Path(data_dir))
+    store = store or FileStore(Path(data_dir))
     train, test = DATASETS / "mnist-train.zip", DATASETS / "mnist-test.zip"
     await ingest_and_save(store, ZipInput(train, train.name), ZipInput(test, test.name),
                           IngestOptions(name="mnist", shard_size=SHARD_SIZE), Limits())
@@ -204,7 +233,7 @@ async def main(args: argparse.Namespace) -> None:
             header = (f"{'net':8} {'P':>8} {'N':>4} {'it/s':>6} {'ideal':>6} {'late p50':>9} {'late p99':>9} "
                       f"{'accepted':>9} {'of':>6} {'dropped':>8} {'missed':>7} {'master CPU%':>12} {'clients CPU%':>13}")
             print(header)
-            for net in NETS:
+            for net in args.nets:
                 for trainers in args.trainers:
                     row = await measure(api, ws_url, server.pid, dataset, net, trainers, args.seconds,
                                         "deflate" if args.deflate else None)
@@ -231,4 +260,13 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0, help="measurement window per configuration")
     parser.add_argument("--trainers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 8, 32, 128])
     parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate, as browsers do")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--nets", type=lambda s: s.split(","), default=list(NETS), help="convnet, mlp or both")
+    parser.add_argument("--masters", type=lambda s: [int(n) for n in s.split(",")], default=None,
+                        help="run a tier of M masters per M listed (e.g. 1,2,3) instead of one plain master")
+    arguments = parser.parse_args()
+    if arguments.masters:
+        from bench.master_tier import tier_main
+
+        asyncio.run(tier_main(arguments))
+    else:
+        asyncio.run(main(arguments))
