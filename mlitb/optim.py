@@ -159,7 +159,7 @@ class Nesterov(Optimizer):
         mu = np.float32(self.hyper["momentum"])
         v *= mu
         v += g
-        params -= np.float32(self.hyper["learning_rate"]) * (g + mu * v)
+        params -= self._rate() * (g + mu * v)
 
 
 class Adam(Optimizer):

@@ -24,6 +24,11 @@ GENERAL = (
     ("MLITB_FORWARDED_ALLOW_IPS", "proxies whose X-Forwarded-* headers are trusted", "127.0.0.1"),
     ("MLITB_MASTER_URL", "master URL for client commands (project, data, worker)", "http://127.0.0.1:8000"),
     ("MLITB_LOG_LEVEL", "debug, info, warning or error", "info"),
+    ("MLITB_MASTER_ID", "this master's id in a tier of masters (/api/masters, the leases)", "random"),
+    ("MLITB_MASTER_URLS", "every master's public URL in a tier (comma-separated; the pages' CSP)", "none"),
+    ("MLITB_LEASE_TTL_S", "a project's lease time in a tier: failover takes about this plus one scan", "3"),
+    ("MLITB_LEASE_SCAN_S", "heartbeat, renewal and claiming period in a tier", "0.5"),
+    ("MLITB_REBALANCE_AFTER_S", "hysteresis before a project moves to a rejoined master", "15"),
 )
 SECRET = {"MLITB_ADMIN_TOKEN"}
 
