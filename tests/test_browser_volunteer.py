@@ -169,13 +169,15 @@ async def test_the_dashboards_tracker_measures_test_accuracy_like_the_master(tra
                         tuple(manifest.shape), 2000)
     expected = evaluation.evaluate(Net(closure.layers), closure.params, evaluation.decode_test_set(source))
     dashboard = trained["dashboard"].page
-    await dashboard.check("#track")
-    figure = dashboard.locator(f'#tracker-figure[data-iteration="{paused["iteration"]}"]')
-    await figure.wait_for(timeout=60_000)
-    accuracy = float(await figure.get_attribute("data-accuracy"))
-    assert abs(accuracy - expected.accuracy) < 0.002, (paused["iteration"], accuracy, expected)
-    await dashboard.uncheck("#track")
-    await system.api.post(f"/api/projects/{project_id}/start", headers=ADMIN)
+    try:
+        await dashboard.check("#track")
+        figure = dashboard.locator(f'#tracker-figure[data-iteration="{paused["iteration"]}"]')
+        await figure.wait_for(timeout=60_000)
+        accuracy = float(await figure.get_attribute("data-accuracy"))
+        assert abs(accuracy - expected.accuracy) < 0.002, (paused["iteration"], accuracy, expected)
+        await dashboard.uncheck("#track")
+    finally:  # the module's later tests train on
+        await system.api.post(f"/api/projects/{project_id}/start", headers=ADMIN)
 
 
 async def test_the_volunteer_and_the_python_worker_are_credited(trained, system):

@@ -148,3 +148,19 @@ async def test_both_servers_answer_a_wrong_token_the_same_way_and_parse_the_head
     assert answers["master"] == answers["data"]
     assert answers["master"][0] == 401 and answers["master"][2] == "Bearer"
     assert "wrong admin token" in answers["master"][1]["error"]
+
+
+async def test_a_pause_does_not_wait_for_spot_checks_in_flight(system):
+    """A recomputation can take seconds on a loaded machine; pausing (and the researcher's answer) must not."""
+    import asyncio
+
+    project = await system.create_project()
+    registry, rt = system.app.state.registry, system.runtime(project["id"])
+    forever = asyncio.Event()
+    check = registry._spawn(registry._side[rt.id], forever.wait(), check=True)
+    async with asyncio.timeout(10):
+        await registry.pause(rt)
+    assert not check.done(), "the check goes on; only its trust record waits for it"
+    await registry.delete(rt)
+    await asyncio.wait([check], timeout=10)
+    assert check.cancelled(), "deleting the project cancels its checks"

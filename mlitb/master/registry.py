@@ -57,10 +57,12 @@ def checkpoint_key(project_id: str) -> str:
 
 @dataclass
 class _SideTasks:
-    """A project's background work: at most one evaluation at a time (checkpoints: `Checkpointer`)."""
+    """A project's background work: at most one evaluation at a time (checkpoints: `Checkpointer`), and spot
+    checks, which a pause does not wait for (they only update trust records, and can take seconds each)."""
 
     evaluating: asyncio.Task | None = None
     all: set[asyncio.Task] = field(default_factory=set)
+    checks: set[asyncio.Task] = field(default_factory=set)
     eval_keys: set[str] = field(default_factory=set)  # the evaluation process's cache keys of this project
     # The evaluation of a closure's parameters in flight, by iteration: concurrent downloads share it.
     snapshot_eval: tuple[int, asyncio.Task] | None = None
@@ -120,7 +122,8 @@ class Registry:
         if rt is None:
             return
         await self._stop(rt)
-        for task in self._side.pop(rt.id).all:
+        side = self._side.pop(rt.id)
+        for task in side.all | side.checks:
             task.cancel()
         self.evaluator.forget(rt.id)
         for worker in list(rt.workers.values()):
@@ -133,6 +136,8 @@ class Registry:
         """Stop every loop and write a final checkpoint; statuses stay as they are, to resume."""
         for rt in list(self.projects.values()):
             await self._stop(rt)
+            for task in self._side[rt.id].checks:
+                task.cancel()
             await self.settle(rt)
             self._save(rt)
         await self.checkpoints.flush(self.settings.checkpoint_flush_s)
@@ -186,7 +191,7 @@ class Registry:
     async def delete(self, rt: ProjectRuntime) -> None:
         await self._stop(rt)
         side = self._side.pop(rt.id)
-        for task in side.all:
+        for task in side.all | side.checks:
             task.cancel()
         for key in side.eval_keys | {eval_key(rt)}:
             self.evaluator.forget(key)
@@ -235,7 +240,7 @@ class Registry:
     def _add(self, rt: ProjectRuntime) -> None:
         self.projects[rt.id] = rt
         side = self._side[rt.id] = _SideTasks()
-        rt.request_check = lambda request: self._spawn(side, self._check(rt, request))
+        rt.request_check = lambda request: self._spawn(side, self._check(rt, request), check=True)
         if rt.running:
             self._launch(rt)
 
@@ -280,10 +285,11 @@ class Registry:
         if self.checkpoints.due(checkpoint_key(rt.id), rt.iteration):
             self._save(rt)
 
-    def _spawn(self, side: _SideTasks, coro: Any) -> asyncio.Task:
+    def _spawn(self, side: _SideTasks, coro: Any, check: bool = False) -> asyncio.Task:
         task = asyncio.create_task(coro)
-        side.all.add(task)
-        task.add_done_callback(side.all.discard)
+        tasks = side.checks if check else side.all
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         task.add_done_callback(log_crash(log))
         return task
 
