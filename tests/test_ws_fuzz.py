@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from mlitb.protocol import encode, result_frame
+from tests.helpers import poll_until
 from tests.master_support import TINY_LAYERS, Trainer, copy_store, running_system
 
 T_MS = 300
@@ -441,11 +442,12 @@ def test_silent_and_unreading_clients_do_not_hold_the_loop_back(live: Live) -> N
             deaf_id = message["client_id"] if message["type"] == "welcome" else deaf_id
         # Claims its shards without downloading them: admitted at the next boundary, then never reads again.
         deaf.send(encode({"type": "cached", "shards": [s["id"] for s in message["shards"]]}))
-        # Enough iterations for the deaf trainer to be admitted, miss its deadlines and be excluded.
-        live.check_healthy(works, accepted, new_works=12)
+        # The deaf trainer is admitted, misses its deadlines and is excluded (or dropped as too slow), however
+        # many iterations that takes on a loaded machine; meanwhile the good trainer trains on.
         assert deaf_id is not None
-        state = live.call(lambda: live.rt.workers[deaf_id].state if deaf_id in live.rt.workers else "gone")
-        assert state in ("excluded", "gone"), state
+        poll_until(lambda: live.call(lambda: live.rt.workers[deaf_id].state if deaf_id in live.rt.workers else "gone")
+                   in ("excluded", "gone"), timeout=120, what="the deaf trainer is excluded")
+        live.check_healthy(works, accepted, new_works=12)
         assert httpx.get(f"{live.master_url}/healthz", timeout=WAIT).json()["ok"] is True
     finally:
         raw.close()
