@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.master_load import (
+from bench.load_clients import (
     ADMIN,
     NETS,
     T_MS,
