@@ -148,6 +148,9 @@ async def test_both_servers_answer_a_wrong_token_the_same_way_and_parse_the_head
     assert answers["master"] == answers["data"]
     assert answers["master"][0] == 401 and answers["master"][2] == "Bearer"
     assert "wrong admin token" in answers["master"][1]["error"]
+    token_check = [(await system.api.get(f"{system.data_url}/token", headers=headers)).status_code
+                   for headers in ({"Authorization": "Bearer wrong"}, {}, ADMIN)]
+    assert token_check == [401, 401, 204], "GET /token is what `mlitb data add` asks before it uploads"
 
 
 async def test_a_pause_does_not_wait_for_spot_checks_in_flight(system):

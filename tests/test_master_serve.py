@@ -64,6 +64,6 @@ def test_an_unreachable_redis_is_a_clear_error(tmp_path):
     port = free_port()
     proc = serve(tmp_path, free_port(), free_port(), "--redis", f"redis://127.0.0.1:{port}/0")
     output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert f"Redis at redis://127.0.0.1:{port}/0 is unreachable" in output
     assert "Traceback" not in output

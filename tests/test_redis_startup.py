@@ -26,7 +26,7 @@ def test_unreachable_redis_is_a_clear_error_and_a_failure(tmp_path: Path, comman
         done = _run(*args, "--redis", url)
     else:
         done = _run(*args, env={**_env(), "MLITB_REDIS_URL": url})
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
     assert f"Redis at {url} is unreachable" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists(), "nothing may fall back to the file store"

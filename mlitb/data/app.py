@@ -156,6 +156,12 @@ async def delete_dataset(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def check_token(request: Request) -> Response:
+    """204 for the admin token, 401 otherwise: lets a client check it before sending a long upload."""
+    require_admin(request, state_of(request).admin_token)
+    return Response(status_code=204)
+
+
 async def healthz(request: Request) -> Response:
     await state_of(request).store.ping()
     return JSONResponse({"ok": True})
@@ -168,6 +174,7 @@ ROUTES = [
     Route("/datasets/{dataset}", delete_dataset, methods=["DELETE"]),
     Route("/datasets/{dataset}/examples", append_examples, methods=["POST"]),
     Route("/datasets/{dataset}/shards/{shard}", get_shard, methods=["GET"]),
+    Route("/token", check_token, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]
 

@@ -3,8 +3,8 @@
 A client tool, not part of the server: the CLI finds the data server through
 the master (`/api/config`'s `data_url`) unless `--server` names it. Files
 stream from disk (never read whole into memory) with a progress bar on a
-terminal only; before the body is sent the token is tried on the very same
-endpoint, so a wrong token costs a request, not the whole upload. Every error
+terminal only; before the body is sent the token is tried on `GET /token`,
+so a wrong token costs a request, not the whole upload. Every error
 names the data server that answered (or did not).
 """
 
@@ -96,15 +96,15 @@ class DataClient:
         """Add a zip ('zip') or one image ('image' with params label) to a dataset's train split."""
         return self._post_files(f"/datasets/{quote(dataset, safe='')}/examples", paths, params, progress)
 
-    def check_token(self, path: str) -> None:
-        """POST nothing to `path` with the token: the server checks the token first, so 401 means wrong."""
-        self._call("POST", path, admin=True, ok_statuses=range(200, 500))
+    def check_token(self) -> None:
+        """Raise ApiError naming the server unless it accepts the admin token (`GET /token`)."""
+        self._call("GET", "/token", admin=True)
 
     def _post_files(self, path: str, paths: dict[str, str], params: dict[str, str], progress: TextIO | None) -> dict[str, Any]:
         missing = [name for name in paths.values() if not Path(name).is_file()]
         if missing:
             raise ApiError(f"no such file: {', '.join(missing)}")
-        self.check_token(path)
+        self.check_token()
         bar = ProgressBar(total=sum(Path(name).stat().st_size for name in paths.values()), out=progress or sys.stderr)
         files = {field_name: _CountingFile(name, bar) for field_name, name in paths.items()}
         try:
@@ -115,8 +115,7 @@ class DataClient:
             for handle in files.values():
                 handle.close()
 
-    def _call(self, method: str, path: str, admin: bool = False, ok_statuses: range = range(200, 400),
-              **kwargs: Any) -> httpx.Response:
+    def _call(self, method: str, path: str, admin: bool = False, **kwargs: Any) -> httpx.Response:
         headers = {}
         if admin:
             if not self.token:
@@ -135,7 +134,7 @@ class DataClient:
         if response.status_code in (401, 403):
             raise ApiError(f"the data server at {self.url} refused the admin token ({error_text(response)}): use the "
                            "one `mlitb serve` printed (--token, MLITB_ADMIN_TOKEN or DATA_DIR/admin-token)", 401)
-        if response.status_code not in ok_statuses:
+        if response.status_code >= 400:
             raise ApiError(f"the data server at {self.url} answered {response.status_code}: {error_text(response)}",
                            response.status_code)
         return response

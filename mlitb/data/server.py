@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_serve(args, token, limits))
     except StoreUnavailable as exc:
         print(f"mlitb data serve: {exc}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

@@ -98,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
         if lock is not None:
             lock.acquire()
         return asyncio.run(_serve(args))
-    except (StoreUnavailable, StoreError, ConfigError) as exc:
+    except ConfigError as exc:
         print(f"mlitb serve: {exc}", file=sys.stderr)
         return 2
-    except (LockHeld, ApiError) as exc:
+    except (StoreUnavailable, StoreError, LockHeld, ApiError) as exc:
         print(f"mlitb serve: {exc}", file=sys.stderr)
         return 1
     finally:
