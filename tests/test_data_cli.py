@@ -84,6 +84,15 @@ def test_data_append_needs_a_zip_or_a_labelled_image(tmp_path, monkeypatch, caps
     assert "give a ZIP or --image" in capsys.readouterr().err
 
 
+async def test_data_list_follows_mlitb_data_url(tmp_path, monkeypatch, capsys):
+    """The variable that tells the master where the data server is tells the CLI too."""
+    monkeypatch.setenv("MLITB_MASTER_URL", f"http://127.0.0.1:{free_port()}")  # nothing there: must not be asked
+    async with serve_app(create_data_app(FileStore(tmp_path / "store"), "tok", bootstrap=False)) as url:
+        monkeypatch.setenv("MLITB_DATA_URL", url)
+        assert await asyncio.to_thread(main, ["data", "list"]) == 0
+        assert f"no datasets at {url}" in capsys.readouterr().out
+
+
 def test_data_add_needs_the_admin_token(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLITB_ADMIN_TOKEN", raising=False)
     monkeypatch.delenv("MLITB_DATA_DIR", raising=False)

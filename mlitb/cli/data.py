@@ -2,7 +2,7 @@
 
 The client commands find the data server through the master (`/api/config`,
 whose data URL may be a path on the master's own origin) unless `--server`
-names one.
+or `MLITB_DATA_URL` names one.
 """
 
 from __future__ import annotations
@@ -66,20 +66,21 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", metavar="URL",
-                        help="the data server's URL (default: the one the master gives workers)")
+                        help="the data server's URL (default: MLITB_DATA_URL, else the one the master gives workers)")
     add_client_options(parser)
 
 
 def data_client(args: argparse.Namespace, needs_token: bool):
-    """The data server of --server, else the master's; the token is checked for presence before any request."""
+    """The data server of --server or MLITB_DATA_URL, else the master's; the token is checked for presence first."""
     from mlitb.data.client import DataClient
 
     token = admin_token(args)
     if needs_token and not token:
         raise CliError("this needs the admin token: pass --token, set MLITB_ADMIN_TOKEN, or run it where "
                        "`mlitb serve` keeps its state (it writes DATA_DIR/admin-token)")
-    if args.server:
-        return DataClient(args.server, token)
+    server = args.server or os.environ.get("MLITB_DATA_URL")
+    if server:
+        return DataClient(server, token)
     with master(args) as client:
         return DataClient(client.data_url(), token)
 
