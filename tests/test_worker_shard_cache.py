@@ -72,6 +72,22 @@ async def test_unreachable_server_is_a_failed_fetch_not_a_crash(tmp_path):
     assert cache.ids() == []
 
 
+async def test_a_server_dying_mid_shard_is_a_failed_fetch_not_a_crash(tmp_path):
+    """A master killed while sending a shard cuts the body short: http.client's IncompleteRead is no OSError."""
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: 41252\r\n\r\nPK")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(cut_short, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        cache = ShardCache(tmp_path / "cache", "mnist-x", limit=10)
+        assert await cache.fetch(f"http://127.0.0.1:{port}", ["abc"]) == ["abc"]
+    assert cache.ids() == [] and not list((tmp_path / "cache" / "mnist-x").iterdir())
+
+
 async def test_a_corrupt_file_on_disk_is_forgotten(data_server, tmp_path):
     url, manifest = data_server
     shard_id = manifest.train.shards[0].id

@@ -416,9 +416,10 @@ def fetch_masters(master_url: str) -> list[str]:
     """The live masters' public URLs from `GET /api/masters` (empty when the master has none or is old)."""
     import json
     import urllib.request
+    from http.client import HTTPException
 
     try:
         with urllib.request.urlopen(f"{master_url}/api/masters", timeout=3) as response:
             return [m["url"] for m in json.loads(response.read()) if isinstance(m, dict) and m.get("url")]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, HTTPException, ValueError, KeyError, TypeError):  # a master killed mid-answer included
         return []

@@ -16,6 +16,7 @@ import tempfile
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Iterable
+from http.client import HTTPException
 from pathlib import Path
 
 from mlitb.data.shards import Shard, ShardError, decode_shard
@@ -109,7 +110,7 @@ class ShardCache:
                 blob = await asyncio.to_thread(fetch_blob, url)
                 shard = decode_shard(blob)
                 break
-            except (OSError, ShardError) as exc:  # urllib's errors are OSErrors
+            except (OSError, HTTPException, ShardError) as exc:  # a body cut short is an HTTPException
                 error = exc
         else:
             raise DownloadError(f"could not fetch shard {shard_id} from {url}: {error}")
