@@ -26,7 +26,8 @@ async def test_the_dashboard_shows_trust_bans_a_client_and_sets_the_aggregation(
             await client.expect("work")
             page = await open_page(context, f"{system.master_url}/dashboard.html?project={project['id']}")
             # The one accepted result was sampled (a new client's first five all are) and recomputed.
-            await eventually(lambda: system.runtime(project["id"]).counters.checks["passed"] == 1, timeout=60,
+            # The verifier is a niced process that a busy machine starves: its first check can take long.
+            await eventually(lambda: system.runtime(project["id"]).counters.checks["passed"] == 1, timeout=180,
                              what="the spot check of the first result")
             await page.page.locator("#workers tbody td.trust", has_text="1 checks ok").wait_for(timeout=30_000)
 

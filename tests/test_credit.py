@@ -50,7 +50,7 @@ async def test_accepted_work_is_credited_refuted_work_is_not_and_credit_survives
         await cheat.send(result_frame(work["iteration"], wrong, honest_frame["count"], honest_frame["loss_sum"],
                                       honest_frame["correct"], 5.0, honest_frame["batches"]))
         try:
-            error = await cheat.expect("error", timeout=60)
+            error = await cheat.expect("error", timeout=180)  # the verifier is niced: a busy machine starves it
         except ConnectionClosed:
             error = cheat.errors[-1]
         assert error["code"] == "untrusted"
