@@ -65,6 +65,12 @@ class WatchedPage:
                       if not (refused and "the server responded with a status of 4" in e and refused in e)]
         assert not unexpected, "console errors:\n" + "\n".join(unexpected)
 
+    def errors_besides_killed(self, *ports: int) -> list[str]:
+        """The errors that killing the servers on `ports` does not explain. The browser logs every request
+        refused while they are down, or reset while in flight when they die, however the page handles it."""
+        return [e for e in self.errors
+                if not ("net::ERR_CONNECTION_" in e and any(f"127.0.0.1:{port}/" in e for port in ports))]
+
 
 async def open_page(context: BrowserContext, url: str | None = None) -> WatchedPage:
     page = await context.new_page()

@@ -161,6 +161,7 @@ class CheckpointSampler:
         self.client = redis.Redis.from_url(redis_url)
         self.key = f"mlitb:projects/{project_id}/checkpoint"
         self.iterations: list[int] = []
+        self.failure: Exception | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -172,13 +173,21 @@ class CheckpointSampler:
         self._stop.set()
         self._thread.join(timeout=10)
         self.client.close()
+        if self.failure is not None and exc[0] is None:
+            raise AssertionError(f"the checkpoint sampler stopped early: {self.failure!r}") from self.failure
 
     def _run(self) -> None:
+        try:
+            self._sample()
+        except Exception as exc:  # surfaced at __exit__: a dead sampler must not pass for "no new checkpoints"
+            self.failure = exc
+
+    def _sample(self) -> None:
         last = None
         while not self._stop.is_set():
             try:
                 raw = self.client.get(self.key)
-            except redis.ConnectionError:  # a Redis restart in the test: sample again when it is back
+            except redis.RedisError:  # a Redis kill or restart in the test (refused, reset, timed out, loading)
                 self._stop.wait(0.1)
                 continue
             if raw is not None and raw != last:
