@@ -28,14 +28,14 @@ export function mountResearchPanel(root, projectId) {
     if (key === shownFor || !project.layers) return;
     shownFor = key;
     const rates = project.lr_multipliers || project.layers.map(() => 1);
-    table.replaceChildren(...project.layers.map((layer, i) => PARAMETERISED.has(layer.type)
-      ? element("tr", { "data-layer": i },
+    table.replaceChildren(...project.layers.flatMap((layer, i) => PARAMETERISED.has(layer.type)
+      ? [element("tr", { "data-layer": i },
           element("td", { class: "num", text: String(i) }),
           element("td", { text: layer.type }),
           element("td", { class: "muted", text: describe(layer) }),
           element("td", {}, element("input", { type: "number", name: `lr-${i}`, min: "0", max: "100", step: "any", value: String(rates[i]), "aria-label": `learning-rate multiplier of layer ${i}` })),
-          element("td", { class: "muted", text: rates[i] === 0 ? "frozen" : "" }))
-      : null));
+          element("td", { class: "muted", text: rates[i] === 0 ? "frozen" : "" }))]
+      : []));
     table.dataset.rates = JSON.stringify(rates);
   }
 
