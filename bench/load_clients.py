@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import socket
 import time
 from pathlib import Path
 
@@ -20,6 +19,9 @@ from mlitb.data.limits import Limits
 from mlitb.model.zoo import MNIST_CONVNET, MNIST_MLP
 from mlitb.protocol import encode, result_frame
 from mlitb.store import FileStore, Store
+from tests.helpers import free_port
+
+__all__ = ["free_port"]  # the benches take it from here with the rest
 
 TOKEN = "bench-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -29,15 +31,21 @@ DATASETS = Path(__file__).resolve().parent.parent / "mlitb" / "datasets"
 NETS = {"convnet": (MNIST_CONVNET, 5_994), "mlp": (MNIST_MLP, 407_050)}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def stop_clients(tasks: list[asyncio.Task]) -> None:
+    """Raise what ended a client early (a crashed trainer must not pass for a slow one), then cancel them all."""
+    try:
+        for task in tasks:
+            if task.done():
+                task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def own_cpu() -> float:

@@ -50,6 +50,7 @@ from bench.load_clients import (  # noqa: E402
     free_port,
     ingest_small_shards,
     own_cpu,
+    stop_clients,
     trainer,
 )
 
@@ -88,13 +89,8 @@ async def measure(api: httpx.AsyncClient, ws_url: str, pid: int, dataset: str, n
         cpu_after, wall = cpu_seconds(pid), time.perf_counter() - start
         own_after = own_cpu()
         after = [await metric(api, name, project) for name in names]
-        for task in tasks:
-            if task.done():
-                task.result()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_clients(tasks)
     records = (await api.get(f"/api/projects/{project}/metrics", params={"since": int(before[4])})).json()
     late = [r["iteration_ms"] - T_MS for r in records if r["iteration"] < after[4]]
     periods = np.diff(params_at[seen:]) * 1000 - T_MS if len(params_at) - seen > 2 else np.array([0.0])

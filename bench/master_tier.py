@@ -46,6 +46,7 @@ from bench.load_clients import (
     free_port,
     ingest_small_shards,
     own_cpu,
+    stop_clients,
     trainer,
     ws_url_of,
 )
@@ -207,13 +208,8 @@ async def measure_tier(api: httpx.AsyncClient, masters: list[Master], dataset: s
         await asyncio.sleep(seconds)  # the measurement window (not synchronisation)
         cpu_after, wall, own_after = [cpu_seconds(m.proc.pid) for m in masters], time.perf_counter() - start, own_cpu()
         after = [await metrics_on(api, m, p) for m, p in zip(masters, projects)]
-        for task in tasks:
-            if task.done():
-                task.result()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_clients(tasks)
     rows = []
     for i, (m, project, n) in enumerate(zip(masters, projects, counts)):
         records = (await api.get(f"{m.url}/api/projects/{project}/metrics", params={"since": int(before[i][4])})).json()
