@@ -195,15 +195,31 @@ def _remove_empty_parents(directory: Path, root: Path) -> None:
         directory = directory.parent
 
 
+def redis_client(url: str, connect_timeout_s: float, timeout_s: float):
+    """A redis.asyncio client that retries a command once, at once, when its connection is broken.
+
+    After Redis restarts, every pooled connection is dead but looks open, and
+    the first command on each fails with "Connection closed by server" although
+    Redis is up. One retry on a fresh connection hides that; while Redis is
+    really down the retry is refused too and the error goes to the caller.
+    Timeouts are not retried (they would only double the wait on a busy server).
+    """
+    import redis.asyncio as redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return redis.from_url(url, socket_connect_timeout=connect_timeout_s, socket_timeout=timeout_s,
+                          retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+
+
 class RedisStore(Store):
     """Values in Redis under `namespace:`; `put_many` is one transaction."""
 
     def __init__(self, url: str, namespace: str = "mlitb") -> None:
-        import redis.asyncio as redis
-
         self.url = url
         self.namespace = namespace
-        self._redis = redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+        self._redis = redis_client(url, connect_timeout_s=3, timeout_s=10)
 
     def _k(self, key: str) -> str:
         return f"{self.namespace}:{check_key(key)}"

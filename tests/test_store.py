@@ -9,6 +9,7 @@ import pytest
 
 from mlitb.store import FileStore, RedisStore, StoreError, StoreUnavailable, open_store
 from tests.helpers import free_port
+from tests.redis_process import redis_process
 
 
 async def test_put_get_delete(store):
@@ -66,6 +67,23 @@ async def test_unreachable_redis_is_a_clear_error(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(StoreUnavailable, match="127.0.0.1"):
         await open_store(tmp_path, url)
+
+
+async def test_a_restarted_redis_is_used_at_once_and_a_stopped_one_is_reported():
+    """After a restart every pooled connection is dead; no command may fail on one while Redis is up."""
+    with redis_process() as redis:
+        store = RedisStore(redis.url)
+        await asyncio.gather(*(store.put_many({f"k{i}": bytes(1000)}) for i in range(8)))  # several pooled connections
+        await asyncio.gather(*(store.get(f"k{i}") for i in range(8)))
+        redis.stop()
+        with pytest.raises(StoreUnavailable, match=str(redis.port)):
+            await store.get("k0")
+        redis.start()
+        for _ in range(3):
+            results = await asyncio.gather(store.get("k1"), store.put("x", b"1"), store.put_many({"y": b"2"}),
+                                           store.delete("z"), return_exceptions=True)
+            assert results == [bytes(1000), None, None, None]
+        await store.close()
 
 
 def fresh_reader(store):

@@ -38,7 +38,7 @@ from mlitb.master.fenced_store import FencedStore
 from mlitb.master.lease import Lease, LeaseClient, rendezvous_winner
 from mlitb.protocol import Hello, Moved, moved_frame
 from mlitb.security_headers import origin_of
-from mlitb.store import RedisStore, StoreError
+from mlitb.store import RedisStore, StoreError, redis_client
 
 if TYPE_CHECKING:
     from mlitb.master.connection import Connection
@@ -84,13 +84,11 @@ class Cluster:
 
     def __init__(self, redis_url: str, public_url: str, store: RedisStore,
                  settings: ClusterSettings = ClusterSettings(), master_id: str | None = None) -> None:
-        import redis.asyncio as redis
-
         self.public_url = public_url.rstrip("/")
         self.id = master_id or secrets.token_hex(6)
         self.settings = settings
         self.store = store
-        self.redis = redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=max(1.0, settings.ttl_s / 2))
+        self.redis = redis_client(redis_url, connect_timeout_s=2, timeout_s=max(1.0, settings.ttl_s / 2))
         self.leases = LeaseClient(self.redis, store.namespace)
         self.fenced = FencedStore(store, self.leases, self.epoch_of, self.on_fenced)
         self.held: dict[str, Lease] = {}

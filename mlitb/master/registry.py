@@ -36,7 +36,7 @@ from mlitb.master.supervision import RestartPolicy, supervise
 from mlitb.master.verification import Claim, VerifySettings, Work
 from mlitb.master.verifier import Verifier
 from mlitb.protocol import Hello, ProtocolError, error_frame
-from mlitb.store import Store
+from mlitb.store import Store, StoreError
 from mlitb.tasks import log_crash
 
 log = logging.getLogger("mlitb.master")
@@ -302,8 +302,9 @@ class Registry:
             first = rt.error is None
             if not rt.record_evaluation_failure(iteration, exc):  # a graver error stays the one shown
                 log.error("project %s: test evaluation after iteration %d failed: %s", rt.id, iteration, exc)
-            elif first:  # logged with its traceback once per run of failures
-                log.error("project %s: test evaluation after iteration %d failed", rt.id, iteration, exc_info=exc)
+            elif first:  # logged once per run of failures, with a traceback unless the store is away
+                log.error("project %s: test evaluation after iteration %d failed: %s", rt.id, iteration, exc,
+                          exc_info=None if isinstance(exc, StoreError) else exc)
             return
         finally:
             side.evaluating = None
@@ -349,7 +350,12 @@ class Registry:
         """Recompute one result in the verifier process (spot check); the runtime acts on the verdict."""
         blobs = []
         for shard_id in request.shards:
-            blob = await self.store.get(shard_key(shard_id))
+            try:
+                blob = await self.store.get(shard_key(shard_id))
+            except StoreError as exc:  # an outage the checkpointer reports already; the result goes unchecked
+                log.debug("project %s: spot check dropped, its shards cannot be read: %s", rt.id, exc)
+                rt.record_check_dropped()
+                return
             if blob is None:
                 return  # the dataset changed under the check: nothing to hold against the client
             blobs.append(blob)

@@ -510,7 +510,7 @@ class ProjectRuntime:
             self.conformance.remove(asked)
 
     def record_check_dropped(self) -> None:
-        """The verifier was saturated: the sampled result goes unchecked (counted, shown in the API)."""
+        """The verifier was saturated or the store away: the sampled result goes unchecked (counted, in the API)."""
         self.counters.checks["dropped"] += 1
 
     def ban(self, worker_id: str) -> bool:
