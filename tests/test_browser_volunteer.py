@@ -157,6 +157,9 @@ async def test_the_dashboard_shows_both_workers_with_their_figures(trained, syst
     assert series["chart-accuracy"][0] > 0 and series["chart-accuracy"][1] > 0, series
     await trained["volunteer"].page.screenshot(path=SCREENSHOTS / "volunteer.png")
     await dashboard.screenshot(path=SCREENSHOTS / "dashboard.png", full_page=True)
+    clipped = await dashboard.locator("#workers").evaluate("table => table.scrollWidth - table.parentElement.clientWidth")
+    widths = await rows.first.evaluate("row => [...row.cells].map(c => [c.textContent, c.offsetWidth])")
+    assert clipped <= 0, f"the workers table is {clipped} px wider than its card at {dashboard.viewport_size}: {widths}"
 
 
 async def test_the_dashboards_tracker_measures_test_accuracy_like_the_master(trained, system):

@@ -146,14 +146,13 @@ function drawWorkers() {
         element("td", {}, element("span", { class: `badge ${w.state}`, text: w.state ?? "–" })),
         element("td", { class: "num", text: formatMs(w.latency_ms) }),
         element("td", { class: "num", text: formatMs(w.budget_ms) }),
-        element("td", { class: "num", text: formatCount(w.shards_allocated) }),
-        element("td", { class: "num", text: formatCount(w.shards_cached) }),
+        element("td", { class: "num", text: `${formatCount(w.shards_allocated)} (${formatCount(w.shards_cached)})` }),
         element("td", { class: "num", text: formatRate(w.examples_per_s) }),
         element("td", { class: "num", text: formatCount(w.accepted) }),
         element("td", { class: "num", text: formatCount(w.dropped) }),
         element("td", { class: "trust", text: trustText(w.trust), title: trustTitle(w.trust) }),
         element("td", {}, banButton(w)))));
-  if (!workers.length) $("workers").tBodies[0].append(element("tr", {}, element("td", { colspan: 14, class: "muted", text: `No workers connected. Share the volunteer link, or run: ${$("worker-command").value}` })));
+  if (!workers.length) $("workers").tBodies[0].append(element("tr", {}, element("td", { colspan: 13, class: "muted", text: `No workers connected. Share the volunteer link, or run: ${$("worker-command").value}` })));
 }
 
 function drawContributors(credit) {

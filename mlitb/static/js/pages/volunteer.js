@@ -249,6 +249,7 @@ async function clearCache() {
   } finally {
     $("clear-cache").disabled = false;
     await refreshCacheUsage();
+    draw(); // the size shown agrees with the message now, not at the next animation frame
     $("cache-message").dataset.cleared = idleCache.shards === 0;
   }
 }
